@@ -1,0 +1,67 @@
+# One entry point for a fresh clone: every target installs what it needs.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+VENV_STAMP := $(VENV)/.installed
+NODE_STAMP := node_modules/.installed
+PROMPT ?= A watercolor painting of a lighthouse on a rocky coast at sunrise
+
+.PHONY: help setup test lint typecheck unit integration up down demo bench clean
+
+help:
+	@echo "make demo    start the local stack and generate an image (PROMPT=\"...\")"
+	@echo "make test    lint, type-check and run the whole test suite on its own stack"
+	@echo "make up      start the local stack in the background (.local/stack.json)"
+	@echo "make down    stop what make up started"
+	@echo "make bench   print benchmark figures as JSON"
+	@echo "make clean   remove the venv, node_modules and local state"
+
+$(VENV_STAMP): requirements.txt requirements-dev.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check --upgrade pip
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	touch $@
+
+$(NODE_STAMP): package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+setup: $(VENV_STAMP) $(NODE_STAMP)
+
+lint: $(VENV_STAMP)
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+
+typecheck: $(VENV_STAMP)
+	$(PY) -m mypy
+
+unit: $(VENV_STAMP)
+	$(PY) -m pytest tests/unit
+
+integration: setup
+	$(PY) -m pytest tests/integration
+
+test: setup
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+	$(PY) -m mypy
+	$(PY) -m pytest
+
+up: setup
+	$(PY) -m devtools.stack up
+
+down:
+	@if [ -x $(PY) ]; then $(PY) -m devtools.stack down; fi
+
+demo: setup
+	$(PY) -m devtools.stack up
+	$(PY) -m devtools.demo --prompt "$(PROMPT)" --out images/generated_image.png
+
+bench: setup
+	$(PY) -m bench
+
+clean: down
+	rm -rf $(VENV) node_modules .local .mypy_cache .ruff_cache .pytest_cache test-output
