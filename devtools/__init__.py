@@ -1,0 +1,1 @@
+"""Local stand-ins for Azure (never deployed; see .funcignore)."""

@@ -1,0 +1,142 @@
+"""Start, watch and stop the local stack's processes (shared by `make up` and the tests)."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port nobody listens on right now (the OS picks it)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def port_is_open(host: str, port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.settimeout(0.2)
+        return sock.connect_ex((host, port)) == 0
+
+
+class ProcessStartError(RuntimeError):
+    """A stack process exited or did not become ready in time."""
+
+
+@dataclass
+class ManagedProcess:
+    """A child process with its log file; `stop()` ends its whole process group."""
+
+    name: str
+    popen: subprocess.Popen[bytes]
+    log_path: Path
+    ports: tuple[int, ...] = field(default_factory=tuple)
+
+    @property
+    def pid(self) -> int:
+        return self.popen.pid
+
+    def alive(self) -> bool:
+        return self.popen.poll() is None
+
+    def log_text(self) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")
+        except FileNotFoundError:
+            return ""
+
+    def kill(self) -> None:
+        """Simulate a crash: SIGKILL, no clean-up."""
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.popen.pid, signal.SIGKILL)
+        self.popen.wait(timeout=10)
+
+    def stop(self, timeout: float = 10.0) -> None:
+        if self.popen.poll() is not None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.popen.pid, signal.SIGTERM)
+        try:
+            self.popen.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.kill()
+
+
+def start_process(
+    name: str,
+    argv: Sequence[str],
+    *,
+    log_dir: Path,
+    env: Mapping[str, str] | None = None,
+    ready_ports: Sequence[int] = (),
+    ready_url: str | None = None,
+    ca_file: Path | None = None,
+    timeout: float = 30.0,
+    cwd: Path = REPO_ROOT,
+) -> ManagedProcess:
+    """Start `argv` in its own process group, logging to `log_dir/<name>.log`, and wait until ready.
+
+    Ready means every port in `ready_ports` accepts connections and `ready_url` (if given) answers
+    with any HTTP status.
+    """
+    log_dir.mkdir(parents=True, exist_ok=True)
+    log_path = log_dir / f"{name}.log"
+    full_env = dict(os.environ)
+    if env:
+        full_env.update(env)
+    full_env.setdefault("PYTHONUNBUFFERED", "1")
+    with open(log_path, "ab") as log_file:
+        popen = subprocess.Popen(
+            list(argv),
+            cwd=cwd,
+            env=full_env,
+            stdin=subprocess.DEVNULL,
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    process = ManagedProcess(name=name, popen=popen, log_path=log_path, ports=tuple(ready_ports))
+    deadline = time.monotonic() + timeout
+    while True:
+        if not process.alive():
+            raise ProcessStartError(
+                f"{name} exited with {popen.returncode}; log:\n{process.log_text()[-4000:]}"
+            )
+        if all(port_is_open("127.0.0.1", p) for p in ready_ports) and (
+            ready_url is None or _url_answers(ready_url, ca_file)
+        ):
+            return process
+        if time.monotonic() > deadline:
+            process.stop()
+            raise ProcessStartError(f"{name} not ready after {timeout}s; log:\n{process.log_text()[-4000:]}")
+        time.sleep(0.05)
+
+
+def python_module_argv(module: str, *args: str) -> list[str]:
+    return [sys.executable, "-m", module, *args]
+
+
+def _url_answers(url: str, ca_file: Path | None) -> bool:
+    import ssl
+
+    context = ssl.create_default_context(cafile=str(ca_file)) if ca_file else None
+    try:
+        with urllib.request.urlopen(url, timeout=1, context=context):
+            return True
+    except urllib.error.HTTPError:
+        return True
+    except (urllib.error.URLError, OSError):
+        return False

@@ -1,0 +1,73 @@
+"""Fixtures that start real local processes on free ports (never the ports of `make up`)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from devtools.certs import TlsFiles, make_localhost_certs
+from devtools.procs import ManagedProcess
+from devtools.services import (
+    AzuriteEndpoints,
+    MsiEndpoint,
+    start_azurite,
+    start_msi_emulator,
+)
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="session")
+def tls_files(tmp_path_factory: pytest.TempPathFactory) -> TlsFiles:
+    return make_localhost_certs(tmp_path_factory.mktemp("tls"))
+
+
+@pytest.fixture(scope="session")
+def logs_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("logs")
+
+
+@pytest.fixture(scope="session")
+def msi_process(logs_dir: Path) -> Iterator[tuple[ManagedProcess, MsiEndpoint]]:
+    process, endpoint = start_msi_emulator(log_dir=logs_dir)
+    yield process, endpoint
+    process.stop()
+
+
+@pytest.fixture(scope="session")
+def msi(msi_process: tuple[ManagedProcess, MsiEndpoint]) -> MsiEndpoint:
+    return msi_process[1]
+
+
+@pytest.fixture
+def msi_env(msi: MsiEndpoint, monkeypatch: pytest.MonkeyPatch) -> MsiEndpoint:
+    """Point azure-identity's ManagedIdentityCredential (App Service protocol) at the emulator."""
+    monkeypatch.setenv("IDENTITY_ENDPOINT", msi.identity_endpoint)
+    monkeypatch.setenv("IDENTITY_HEADER", msi.identity_header)
+    for name in ("MSI_ENDPOINT", "MSI_SECRET", "IMDS_ENDPOINT", "IDENTITY_SERVER_THUMBPRINT"):
+        monkeypatch.delenv(name, raising=False)
+    return msi
+
+
+@pytest.fixture(scope="session")
+def azurite_oauth(
+    tmp_path_factory: pytest.TempPathFactory, logs_dir: Path, tls_files: TlsFiles
+) -> Iterator[AzuriteEndpoints]:
+    """Identity mode: HTTPS with --oauth basic."""
+    process, endpoints = start_azurite(
+        tmp_path_factory.mktemp("azurite-oauth"), log_dir=logs_dir / "oauth", tls=tls_files, oauth=True
+    )
+    yield endpoints
+    process.stop()
+
+
+@pytest.fixture(scope="session")
+def azurite_plain(tmp_path_factory: pytest.TempPathFactory, logs_dir: Path) -> Iterator[AzuriteEndpoints]:
+    """Connection-string mode: HTTP, account key."""
+    process, endpoints = start_azurite(
+        tmp_path_factory.mktemp("azurite-plain"), log_dir=logs_dir / "plain", tls=None, oauth=False
+    )
+    yield endpoints
+    process.stop()
