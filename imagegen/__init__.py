@@ -1,0 +1,1 @@
+"""Prompt -> Azure OpenAI image -> private Blob Storage -> short-lived read-only SAS link."""

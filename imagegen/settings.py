@@ -1,0 +1,275 @@
+"""The one place that reads configuration: a frozen Settings object built once from the environment.
+
+Every name the app reads is a constant here; infra/ sets exactly DEPLOYED_SETTING_NAMES (a test
+compares them). A missing or malformed setting raises SettingsError naming it, at start-up.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from functools import cache
+from urllib.parse import urlsplit
+
+from imagegen.errors import SettingsError
+
+# Names of environment variables / app settings.
+ENV_OPENAI_ENDPOINT = "AZURE_OPENAI_ENDPOINT"
+ENV_OPENAI_API_STYLE = "AZURE_OPENAI_API_STYLE"
+ENV_OPENAI_DEPLOYMENT = "AZURE_OPENAI_DEPLOYMENT"
+ENV_OPENAI_MODEL = "AZURE_OPENAI_MODEL"
+ENV_OPENAI_API_VERSION = "AZURE_OPENAI_API_VERSION"
+ENV_OPENAI_API_KEY = "AZURE_OPENAI_API_KEY"
+ENV_OPENAI_SCOPE = "AZURE_OPENAI_SCOPE"
+ENV_CLIENT_ID = "AZURE_CLIENT_ID"
+ENV_STORAGE = "AzureWebJobsStorage"
+ENV_STORAGE_BLOB_URI = "AzureWebJobsStorage__blobServiceUri"
+ENV_STORAGE_QUEUE_URI = "AzureWebJobsStorage__queueServiceUri"
+ENV_STORAGE_CREDENTIAL = "AzureWebJobsStorage__credential"
+ENV_STORAGE_CLIENT_ID = "AzureWebJobsStorage__clientId"
+ENV_IMAGES_CONTAINER = "IMAGES_CONTAINER"
+ENV_JOBS_CONTAINER = "JOBS_CONTAINER"
+ENV_SAS_TTL_MINUTES = "SAS_TTL_MINUTES"
+ENV_MAX_WAIT_SECONDS = "MAX_WAIT_SECONDS"
+ENV_UPSTREAM_TIMEOUT_SECONDS = "UPSTREAM_TIMEOUT_SECONDS"
+ENV_WEBHOOK_SECRET = "WEBHOOK_SECRET"  # noqa: S105 - a setting name, not a secret
+ENV_ALLOW_LOCAL_WEBHOOKS = "ALLOW_LOCAL_WEBHOOKS"
+
+# What infra/ must set in Azure: every setting the app reads there (keyless: no API key, no
+# connection string; the local-development flag stays off).
+DEPLOYED_SETTING_NAMES: frozenset[str] = frozenset(
+    {
+        ENV_OPENAI_ENDPOINT,
+        ENV_OPENAI_API_STYLE,
+        ENV_OPENAI_DEPLOYMENT,
+        ENV_OPENAI_MODEL,
+        ENV_OPENAI_API_VERSION,
+        ENV_OPENAI_SCOPE,
+        ENV_CLIENT_ID,
+        ENV_STORAGE_BLOB_URI,
+        ENV_STORAGE_QUEUE_URI,
+        ENV_STORAGE_CREDENTIAL,
+        ENV_STORAGE_CLIENT_ID,
+        ENV_IMAGES_CONTAINER,
+        ENV_JOBS_CONTAINER,
+        ENV_SAS_TTL_MINUTES,
+        ENV_MAX_WAIT_SECONDS,
+        ENV_UPSTREAM_TIMEOUT_SECONDS,
+        ENV_WEBHOOK_SECRET,
+    }
+)
+# Read only on a developer's machine.
+LOCAL_ONLY_SETTING_NAMES: frozenset[str] = frozenset(
+    {ENV_OPENAI_API_KEY, ENV_STORAGE, ENV_ALLOW_LOCAL_WEBHOOKS}
+)
+# Set by infra/ for the platform (Application Insights), not read by imagegen.
+PLATFORM_SETTING_NAMES: frozenset[str] = frozenset(
+    {"APPLICATIONINSIGHTS_CONNECTION_STRING", "APPLICATIONINSIGHTS_AUTHENTICATION_STRING"}
+)
+
+QUEUE_IMAGE_JOBS = "image-jobs"
+QUEUE_IMAGE_REQUESTS = "image-requests"
+QUEUE_IMAGE_RESULTS = "image-results"
+DEFAULT_IMAGES_CONTAINER = "images"
+DEFAULT_JOBS_CONTAINER = "jobs"
+
+DEFAULT_OPENAI_SCOPE = "https://cognitiveservices.azure.com/.default"
+DEFAULT_MODEL = "gpt-image-1"
+MAX_SAS_TTL_MINUTES = 7 * 24 * 60
+# The Azure front end cuts HTTP requests at 230 s; leave room for storage work and the answer.
+MAX_WAIT_SECONDS_LIMIT = 200.0
+# `UseDevelopmentStorage=true` means Azurite on its default ports with its public, documented key.
+AZURITE_DEFAULT_CONNECTION_STRING = (
+    "DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;"
+    "AccountKey=Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==;"
+    "BlobEndpoint=http://127.0.0.1:10000/devstoreaccount1;QueueEndpoint=http://127.0.0.1:10001/devstoreaccount1;"
+)
+
+
+class ApiStyle(StrEnum):
+    DEPLOYMENTS = "deployments"
+    V1 = "v1"
+    LEGACY = "legacy"
+
+
+DEFAULT_API_VERSIONS: Mapping[ApiStyle, str] = {
+    ApiStyle.DEPLOYMENTS: "2025-04-01-preview",
+    ApiStyle.V1: "preview",
+    ApiStyle.LEGACY: "2023-06-01-preview",
+}
+
+
+@dataclass(frozen=True)
+class StorageSettings:
+    """`AzureWebJobsStorage`: identity-based (`__blobServiceUri` …) or a connection string (local only)."""
+
+    blob_service_uri: str
+    queue_service_uri: str
+    connection_string: str | None = field(default=None, repr=False)
+    client_id: str | None = None
+
+    @property
+    def uses_identity(self) -> bool:
+        return self.connection_string is None
+
+
+@dataclass(frozen=True)
+class Settings:
+    openai_endpoint: str
+    api_style: ApiStyle
+    deployment: str
+    model: str
+    api_version: str
+    openai_scope: str
+    storage: StorageSettings
+    api_key: str | None = field(default=None, repr=False)
+    client_id: str | None = None
+    images_container: str = DEFAULT_IMAGES_CONTAINER
+    jobs_container: str = DEFAULT_JOBS_CONTAINER
+    sas_ttl_minutes: int = 60
+    max_wait_seconds: float = 120.0
+    upstream_timeout_seconds: float = 180.0
+    webhook_secret: str | None = field(default=None, repr=False)
+    allow_local_webhooks: bool = False
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> Settings:
+        reader = _Reader(env)
+        style_text = reader.optional(ENV_OPENAI_API_STYLE) or ApiStyle.DEPLOYMENTS.value
+        try:
+            style = ApiStyle(style_text.lower())
+        except ValueError:
+            raise SettingsError(
+                ENV_OPENAI_API_STYLE, f"must be one of {', '.join(s.value for s in ApiStyle)}"
+            ) from None
+        model = (reader.optional(ENV_OPENAI_MODEL) or DEFAULT_MODEL).lower()
+        deployment = reader.optional(ENV_OPENAI_DEPLOYMENT)
+        if deployment is None and style is not ApiStyle.LEGACY:
+            raise SettingsError(ENV_OPENAI_DEPLOYMENT, "is required for the deployments and v1 styles")
+        max_wait = reader.number(ENV_MAX_WAIT_SECONDS, default=120.0, low=0.0, high=MAX_WAIT_SECONDS_LIMIT)
+        upstream_timeout = reader.number(ENV_UPSTREAM_TIMEOUT_SECONDS, default=180.0, low=1.0, high=3600.0)
+        return cls(
+            openai_endpoint=reader.url(ENV_OPENAI_ENDPOINT).rstrip("/"),
+            api_style=style,
+            deployment=deployment or "",
+            model=model,
+            api_version=reader.optional(ENV_OPENAI_API_VERSION) or DEFAULT_API_VERSIONS[style],
+            openai_scope=reader.optional(ENV_OPENAI_SCOPE) or DEFAULT_OPENAI_SCOPE,
+            storage=_storage_settings(reader),
+            api_key=reader.optional(ENV_OPENAI_API_KEY),
+            client_id=reader.optional(ENV_CLIENT_ID),
+            images_container=reader.container(ENV_IMAGES_CONTAINER, DEFAULT_IMAGES_CONTAINER),
+            jobs_container=reader.container(ENV_JOBS_CONTAINER, DEFAULT_JOBS_CONTAINER),
+            sas_ttl_minutes=int(
+                reader.number(ENV_SAS_TTL_MINUTES, default=60, low=1, high=MAX_SAS_TTL_MINUTES)
+            ),
+            max_wait_seconds=max_wait,
+            upstream_timeout_seconds=upstream_timeout,
+            webhook_secret=reader.optional(ENV_WEBHOOK_SECRET),
+            allow_local_webhooks=reader.flag(ENV_ALLOW_LOCAL_WEBHOOKS),
+        )
+
+
+class _Reader:
+    def __init__(self, env: Mapping[str, str]) -> None:
+        self._env = env
+
+    def optional(self, name: str) -> str | None:
+        value = self._env.get(name, "").strip()
+        return value or None
+
+    def url(self, name: str) -> str:
+        value = self.optional(name)
+        if value is None:
+            raise SettingsError(name, "is required")
+        parts = urlsplit(value)
+        if parts.scheme not in ("https", "http") or not parts.netloc:
+            raise SettingsError(name, "must be an absolute http(s) URL")
+        return value
+
+    def number(self, name: str, *, default: float, low: float, high: float) -> float:
+        text = self.optional(name)
+        if text is None:
+            return default
+        try:
+            value = float(text)
+        except ValueError:
+            raise SettingsError(name, f"must be a number, not {text!r}") from None
+        if not low <= value <= high:
+            raise SettingsError(name, f"must be between {low:g} and {high:g}, not {value:g}")
+        return value
+
+    def flag(self, name: str) -> bool:
+        text = (self.optional(name) or "false").lower()
+        if text in ("1", "true", "yes"):
+            return True
+        if text in ("0", "false", "no"):
+            return False
+        raise SettingsError(name, "must be true or false")
+
+    def container(self, name: str, default: str) -> str:
+        value = self.optional(name) or default
+        valid = 3 <= len(value) <= 63 and all(c.islower() or c.isdigit() or c == "-" for c in value)
+        if not valid or value.startswith("-") or "--" in value:
+            raise SettingsError(name, "must be a valid container name (3-63 lowercase letters, digits, -)")
+        return value
+
+
+def _storage_settings(reader: _Reader) -> StorageSettings:
+    blob_uri = reader.optional(ENV_STORAGE_BLOB_URI)
+    if blob_uri is not None:
+        queue_uri = reader.optional(ENV_STORAGE_QUEUE_URI)
+        if queue_uri is None:
+            raise SettingsError(ENV_STORAGE_QUEUE_URI, "is required with identity-based storage")
+        credential = (reader.optional(ENV_STORAGE_CREDENTIAL) or "managedidentity").lower()
+        if credential != "managedidentity":
+            raise SettingsError(ENV_STORAGE_CREDENTIAL, "must be managedidentity")
+        reader.url(ENV_STORAGE_BLOB_URI)
+        reader.url(ENV_STORAGE_QUEUE_URI)
+        return StorageSettings(
+            blob_service_uri=blob_uri.rstrip("/"),
+            queue_service_uri=queue_uri.rstrip("/"),
+            client_id=reader.optional(ENV_STORAGE_CLIENT_ID),
+        )
+    connection_string = reader.optional(ENV_STORAGE)
+    if connection_string is None:
+        raise SettingsError(
+            ENV_STORAGE,
+            f"is required: set {ENV_STORAGE_BLOB_URI} (identity) or {ENV_STORAGE} (connection string)",
+        )
+    parts = parse_connection_string(connection_string)
+    if parts.get("UseDevelopmentStorage", "").lower() == "true":
+        connection_string = AZURITE_DEFAULT_CONNECTION_STRING
+        parts = parse_connection_string(connection_string)
+    if "AccountName" not in parts or "AccountKey" not in parts:
+        raise SettingsError(ENV_STORAGE, "connection string needs AccountName and AccountKey")
+    if "BlobEndpoint" in parts and "QueueEndpoint" in parts:
+        blob, queue = parts["BlobEndpoint"], parts["QueueEndpoint"]
+    else:
+        protocol = parts.get("DefaultEndpointsProtocol", "https")
+        suffix = parts.get("EndpointSuffix", "core.windows.net")
+        account = parts["AccountName"]
+        blob = parts.get("BlobEndpoint", f"{protocol}://{account}.blob.{suffix}")
+        queue = parts.get("QueueEndpoint", f"{protocol}://{account}.queue.{suffix}")
+    return StorageSettings(
+        blob_service_uri=blob.rstrip("/"),
+        queue_service_uri=queue.rstrip("/"),
+        connection_string=connection_string,
+    )
+
+
+def parse_connection_string(connection_string: str) -> dict[str, str]:
+    parts: dict[str, str] = {}
+    for segment in connection_string.split(";"):
+        if "=" in segment:
+            key, _, value = segment.partition("=")
+            parts[key.strip()] = value.strip()
+    return parts
+
+
+@cache
+def get_settings() -> Settings:
+    """Settings from the process environment, built once (the only read of os.environ)."""
+    return Settings.from_env(os.environ)
