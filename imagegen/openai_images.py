@@ -1,0 +1,414 @@
+"""Azure OpenAI image generation in the three dialects (deployments, v1, legacy :submit + poll).
+
+Async over aiohttp, with one retry policy for every call: 429 honours `retry-after-ms` /
+`retry-after`, 5xx and connection errors back off with jitter, and everything ends by a deadline.
+Errors leave this module as imagegen.errors types only.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import json
+import logging
+import random
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import aiohttp
+from azure.core.exceptions import AzureError
+
+from imagegen.errors import (
+    ContentFiltered,
+    ImageGenError,
+    InvalidRequest,
+    UpstreamError,
+    UpstreamThrottled,
+    UpstreamTimeout,
+)
+from imagegen.images import BrokenImage, ImageInfo, inspect_image
+from imagegen.models import ImageRequest, ModelRules
+from imagegen.settings import ApiStyle, Settings
+
+log = logging.getLogger(__name__)
+
+LEGACY_TERMINAL = frozenset({"succeeded", "failed", "canceled", "cancelled", "deleted"})
+MAX_ATTEMPTS = 6
+MAX_DOWNLOAD_ATTEMPTS = 3
+BACKOFF_BASE_SECONDS = 0.5
+BACKOFF_CAP_SECONDS = 8.0
+# Legacy polling starts fast and slows down; the server's retry-after, when sent, caps the interval.
+POLL_FIRST_SECONDS = 0.05
+POLL_GROWTH = 1.5
+POLL_DEFAULT_CAP_SECONDS = 1.0
+
+
+class TokenProvider(Protocol):
+    async def __call__(self) -> str: ...
+
+
+@dataclass(frozen=True)
+class GeneratedImage:
+    data: bytes
+    info: ImageInfo
+    revised_prompt: str | None = None
+
+
+@dataclass(frozen=True)
+class UpstreamAnswer:
+    status: int
+    headers: Mapping[str, str]
+    body: bytes
+
+    def json(self) -> dict[str, Any]:
+        try:
+            document = json.loads(self.body)
+        except (UnicodeDecodeError, json.JSONDecodeError):
+            raise UpstreamError(f"Azure OpenAI answered {self.status} with a body that is not JSON") from None
+        if not isinstance(document, dict):
+            raise UpstreamError(f"Azure OpenAI answered {self.status} with unexpected JSON")
+        return document
+
+
+OperationCallback = Callable[[str], Awaitable[None]]
+
+
+class AzureOpenAIImages:
+    """Generates images; one instance per process, its aiohttp session built lazily and reused."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        rules: ModelRules,
+        *,
+        token_provider: TokenProvider | None,
+        session_factory: Callable[[], aiohttp.ClientSession] = aiohttp.ClientSession,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if settings.api_key is None and token_provider is None:
+            raise ValueError("either an api-key or a token provider is needed")
+        self._settings = settings
+        self._rules = rules
+        self._token_provider = token_provider
+        self._session_factory = session_factory
+        self._session: aiohttp.ClientSession | None = None
+        self._sleep = sleep
+        self._clock = clock
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    async def generate(
+        self,
+        request: ImageRequest,
+        *,
+        operation_id: str,
+        deadline: float,
+        operation_url: str | None = None,
+        on_operation: OperationCallback | None = None,
+    ) -> list[GeneratedImage]:
+        """Generate `request.n` images before `deadline` (a time.monotonic() value).
+
+        Legacy style: submits with `Operation-Id: operation_id` (a retried submit never pays twice),
+        reports the operation URL through `on_operation` and, given `operation_url`, resumes polling it
+        instead of submitting.
+        """
+        if self._settings.api_style is ApiStyle.LEGACY:
+            return await self._generate_legacy(request, operation_id, deadline, operation_url, on_operation)
+        return await self._generate_sync(request, deadline)
+
+    async def cancel_operation(self, operation_url: str, *, deadline: float) -> None:
+        answer = await self._send("DELETE", operation_url, None, deadline)
+        if answer.status not in (200, 204, 404):
+            raise UpstreamError(f"Azure OpenAI answered {answer.status} to canceling the operation")
+
+    # --- synchronous dialects -----------------------------------------------------------------
+
+    def _sync_url(self) -> str:
+        base = self._settings.openai_endpoint
+        if self._settings.api_style is ApiStyle.V1:
+            return f"{base}/openai/v1/images/generations"
+        return (
+            f"{base}/openai/deployments/{self._settings.deployment}/images/generations"
+            f"?api-version={self._settings.api_version}"
+        )
+
+    async def _generate_sync(self, request: ImageRequest, deadline: float) -> list[GeneratedImage]:
+        body = request.upstream_body(self._rules)
+        if self._settings.api_style is ApiStyle.V1:
+            body["model"] = self._settings.deployment
+        answer = await self._send("POST", self._sync_url(), body, deadline)
+        if answer.status != 200:
+            raise self._error_from_answer(answer)
+        items = answer.json().get("data")
+        if not isinstance(items, list) or not items:
+            raise UpstreamError("Azure OpenAI answered 200 without images")
+        _raise_if_output_filtered(items)
+        return [await self._image_from_item(item, deadline) for item in items]
+
+    # --- legacy dialect ----------------------------------------------------------------------
+
+    async def _generate_legacy(
+        self,
+        request: ImageRequest,
+        operation_id: str,
+        deadline: float,
+        operation_url: str | None,
+        on_operation: OperationCallback | None,
+    ) -> list[GeneratedImage]:
+        if operation_url is None:
+            submit_url = (
+                f"{self._settings.openai_endpoint}/openai/images/generations:submit"
+                f"?api-version={self._settings.api_version}"
+            )
+            body = {"prompt": request.prompt, "n": request.n, "size": request.size}
+            answer = await self._send("POST", submit_url, body, deadline, {"Operation-Id": operation_id})
+            if answer.status not in (200, 201, 202):
+                raise self._error_from_answer(answer)
+            operation_url = answer.headers.get("operation-location")
+            if not operation_url:
+                raise UpstreamError("Azure OpenAI accepted the job without an operation-location")
+            if on_operation is not None:
+                await on_operation(operation_url)
+        document = await self._poll(operation_url, deadline)
+        status = document.get("status")
+        if status == "succeeded":
+            result = document.get("result")
+            items = result.get("data") if isinstance(result, dict) else None
+            if not isinstance(items, list) or not items:
+                raise UpstreamError("the operation succeeded without images")
+            _raise_if_output_filtered(items)
+            return [await self._image_from_item(item, deadline) for item in items]
+        error = document.get("error") if isinstance(document.get("error"), dict) else {}
+        assert isinstance(error, dict)
+        if error.get("code") == "contentFilter":
+            raise ContentFiltered(
+                "the safety system refused the prompt", details={"categories": _categories(error)}
+            )
+        if status in ("canceled", "cancelled", "deleted"):
+            raise UpstreamError("the operation was canceled at Azure OpenAI")
+        raise UpstreamError(f"the operation failed at Azure OpenAI ({error.get('code', 'unknown')})")
+
+    async def _poll(self, operation_url: str, deadline: float) -> dict[str, Any]:
+        interval = POLL_FIRST_SECONDS
+        while True:
+            answer = await self._send("GET", operation_url, None, deadline)
+            if answer.status == 404:
+                raise UpstreamError("the operation is unknown at Azure OpenAI (expired or deleted)")
+            if answer.status != 200:
+                raise self._error_from_answer(answer)
+            document = answer.json()
+            if document.get("status") in LEGACY_TERMINAL:
+                return document
+            cap = _retry_after_seconds(answer.headers) or POLL_DEFAULT_CAP_SECONDS
+            interval = min(interval * POLL_GROWTH, cap)
+            if self._clock() + interval >= deadline:
+                raise UpstreamTimeout("Azure OpenAI did not finish in time")
+            await self._sleep(interval)
+
+    # --- images -------------------------------------------------------------------------------
+
+    async def _image_from_item(self, item: Any, deadline: float) -> GeneratedImage:
+        if not isinstance(item, dict):
+            raise UpstreamError("Azure OpenAI answered an image entry that is not an object")
+        revised = item.get("revised_prompt") if isinstance(item.get("revised_prompt"), str) else None
+        if isinstance(item.get("b64_json"), str):
+            try:
+                data = base64.b64decode(item["b64_json"], validate=True)
+            except (binascii.Error, ValueError):
+                raise UpstreamError("Azure OpenAI answered an image that is not valid base64") from None
+            try:
+                return GeneratedImage(data, inspect_image(data), revised)
+            except BrokenImage as broken:
+                raise UpstreamError(f"Azure OpenAI answered a broken image: {broken}") from None
+        if isinstance(item.get("url"), str):
+            data, info = await self._download(item["url"], deadline)
+            return GeneratedImage(data, info, revised)
+        raise UpstreamError("Azure OpenAI answered an image entry with neither b64_json nor url")
+
+    async def _download(self, url: str, deadline: float) -> tuple[bytes, ImageInfo]:
+        """Fetch a result URL (no auth: it is pre-signed); a truncated image is fetched again."""
+        last_problem = "no attempt"
+        for attempt in range(MAX_DOWNLOAD_ATTEMPTS):
+            answer = await self._send("GET", url, None, deadline, authenticate=False)
+            if answer.status != 200:
+                raise UpstreamError(f"downloading a result image answered {answer.status}")
+            try:
+                return answer.body, inspect_image(answer.body)
+            except BrokenImage as broken:
+                last_problem = str(broken)
+                log.warning("result image download broken (attempt %d): %s", attempt + 1, broken)
+        raise UpstreamError(f"a result image could not be downloaded whole: {last_problem}")
+
+    # --- one retry policy for every call -----------------------------------------------------
+
+    async def _headers(self, authenticate: bool) -> dict[str, str]:
+        headers = {"Accept": "application/json"}
+        if not authenticate:
+            return headers
+        if self._settings.api_key is not None:
+            headers["api-key"] = self._settings.api_key
+        else:
+            assert self._token_provider is not None
+            try:
+                headers["Authorization"] = f"Bearer {await self._token_provider()}"
+            except AzureError as error:  # ClientAuthenticationError, CredentialUnavailableError, …
+                raise UpstreamError(
+                    f"could not get a Microsoft Entra token for Azure OpenAI ({error.__class__.__name__})"
+                ) from None
+        return headers
+
+    def _client(self) -> aiohttp.ClientSession:
+        if self._session is None or self._session.closed:
+            self._session = self._session_factory()
+        return self._session
+
+    async def _send(
+        self,
+        method: str,
+        url: str,
+        body: dict[str, Any] | None,
+        deadline: float,
+        extra_headers: Mapping[str, str] | None = None,
+        *,
+        authenticate: bool = True,
+    ) -> UpstreamAnswer:
+        attempt = 0
+        while True:
+            attempt += 1
+            remaining = deadline - self._clock()
+            if remaining <= 0:
+                raise UpstreamTimeout("Azure OpenAI did not answer in time")
+            headers = await self._headers(authenticate)
+            if extra_headers:
+                headers.update(extra_headers)
+            try:
+                async with self._client().request(
+                    method, url, json=body, headers=headers, timeout=aiohttp.ClientTimeout(total=remaining)
+                ) as response:
+                    payload = await response.read()
+                    answer = UpstreamAnswer(response.status, dict(response.headers), payload)
+            except TimeoutError:
+                raise UpstreamTimeout("Azure OpenAI did not answer in time") from None
+            except aiohttp.ClientError as error:
+                delay = self._backoff(attempt)
+                log.warning(
+                    "Azure OpenAI %s failed (%s), attempt %d", method, error.__class__.__name__, attempt
+                )
+                if attempt >= MAX_ATTEMPTS or self._clock() + delay >= deadline:
+                    raise UpstreamError(
+                        f"could not reach Azure OpenAI ({error.__class__.__name__})"
+                    ) from None
+                await self._sleep(delay)
+                continue
+            _log_answer(method, answer)
+            if answer.status == 429:
+                delay = _retry_after_seconds(answer.headers) or self._backoff(attempt)
+                if attempt >= MAX_ATTEMPTS or self._clock() + delay >= deadline:
+                    raise UpstreamThrottled(
+                        "Azure OpenAI is throttling image generation; try again later", retry_after=delay
+                    )
+                await self._sleep(delay)
+                continue
+            if answer.status >= 500:
+                delay = self._backoff(attempt)
+                if attempt >= MAX_ATTEMPTS or self._clock() + delay >= deadline:
+                    return answer
+                await self._sleep(delay)
+                continue
+            return answer
+
+    @staticmethod
+    def _backoff(attempt: int) -> float:
+        ceiling: float = min(BACKOFF_CAP_SECONDS, BACKOFF_BASE_SECONDS * 2.0 ** (attempt - 1))
+        return ceiling / 2 + random.uniform(0, ceiling / 2)
+
+    @staticmethod
+    def _error_from_answer(answer: UpstreamAnswer) -> ImageGenError:
+        error: dict[str, Any] = {}
+        try:
+            found = answer.json().get("error")
+            if isinstance(found, dict):
+                error = found
+        except UpstreamError:
+            pass
+        code = str(error.get("code", ""))
+        inner = error.get("inner_error") or error.get("innererror") or {}
+        if code == "content_policy_violation" or (
+            isinstance(inner, dict) and inner.get("code") == "ResponsibleAIPolicyViolation"
+        ):
+            return ContentFiltered(
+                "the safety system refused the prompt", details={"categories": _categories(error)}
+            )
+        if answer.status == 400:
+            param = error.get("param") if isinstance(error.get("param"), str) else None
+            return InvalidRequest(
+                f"Azure OpenAI refused the request: {str(error.get('message', 'bad request'))[:300]}",
+                field=param,
+            )
+        if answer.status in (401, 403):
+            return UpstreamError(
+                f"Azure OpenAI refused the app's credentials ({answer.status}); check the role assignment or key"
+            )
+        if answer.status == 404:
+            return UpstreamError("Azure OpenAI does not know the deployment or operation (404)")
+        return UpstreamError(f"Azure OpenAI answered {answer.status} ({code or 'no code'})")
+
+
+def _retry_after_seconds(headers: Mapping[str, str]) -> float | None:
+    lowered = {k.lower(): v for k, v in headers.items()}
+    for name, scale in (("retry-after-ms", 0.001), ("x-ms-retry-after-ms", 0.001), ("retry-after", 1.0)):
+        text = lowered.get(name)
+        if text is None:
+            continue
+        try:
+            value = float(text) * scale
+        except ValueError:
+            continue
+        if value >= 0:
+            return value
+    return None
+
+
+def _categories(error: Mapping[str, Any]) -> dict[str, Any]:
+    """Which content-filter categories fired, from an error or a per-image result."""
+    inner = error.get("inner_error") or error.get("innererror") or {}
+    results = inner.get("content_filter_results") if isinstance(inner, dict) else None
+    if results is None:
+        results = error.get("content_filter_results")
+    if not isinstance(results, dict):
+        return {}
+    return {
+        name: {k: v for k, v in value.items() if k in ("filtered", "severity", "detected")}
+        for name, value in results.items()
+        if isinstance(value, dict) and (value.get("filtered") or value.get("detected"))
+    }
+
+
+def _raise_if_output_filtered(items: list[Any]) -> None:
+    """An output image the safety system withheld fails the whole job as content_filtered."""
+    filtered: list[dict[str, Any]] = []
+    for index, item in enumerate(items):
+        if not isinstance(item, dict):
+            continue
+        error = item.get("error")
+        if isinstance(error, dict) and error.get("code") in ("contentFilter", "content_filter"):
+            filtered.append({"index": index, "categories": _categories(error)})
+            continue
+        results = item.get("content_filter_results")
+        has_image = isinstance(item.get("b64_json"), str) or isinstance(item.get("url"), str)
+        if isinstance(results, dict) and (not has_image or _categories(item)):
+            filtered.append({"index": index, "categories": _categories(item)})
+    if filtered:
+        raise ContentFiltered("the safety system withheld an output image", details={"images": filtered})
+
+
+def _log_answer(method: str, answer: UpstreamAnswer) -> None:
+    request_id = answer.headers.get("apim-request-id") or answer.headers.get("x-request-id") or "-"
+    log.info("Azure OpenAI %s answered %d (request id %s)", method, answer.status, request_id)
