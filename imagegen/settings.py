@@ -14,6 +14,7 @@ from functools import cache
 from urllib.parse import urlsplit
 
 from imagegen.errors import SettingsError
+from imagegen.models import rules_for_model
 
 # Names of environment variables / app settings.
 ENV_OPENAI_ENDPOINT = "AZURE_OPENAI_ENDPOINT"
@@ -77,6 +78,7 @@ DEFAULT_JOBS_CONTAINER = "jobs"
 
 DEFAULT_OPENAI_SCOPE = "https://cognitiveservices.azure.com/.default"
 DEFAULT_MODEL = "gpt-image-1"
+LEGACY_MODEL = "dall-e-2"  # the only model the :submit API serves
 MAX_SAS_TTL_MINUTES = 7 * 24 * 60
 # The Azure front end cuts HTTP requests at 230 s; leave room for storage work and the answer.
 MAX_WAIT_SECONDS_LIMIT = 200.0
@@ -144,7 +146,14 @@ class Settings:
             raise SettingsError(
                 ENV_OPENAI_API_STYLE, f"must be one of {', '.join(s.value for s in ApiStyle)}"
             ) from None
-        model = (reader.optional(ENV_OPENAI_MODEL) or DEFAULT_MODEL).lower()
+        default_model = LEGACY_MODEL if style is ApiStyle.LEGACY else DEFAULT_MODEL
+        model = (reader.optional(ENV_OPENAI_MODEL) or default_model).lower()
+        try:
+            rules_for_model(model)
+        except ValueError:
+            raise SettingsError(ENV_OPENAI_MODEL, f"names an unknown image model {model!r}") from None
+        if style is ApiStyle.LEGACY and not model.startswith(LEGACY_MODEL):
+            raise SettingsError(ENV_OPENAI_MODEL, "must be dall-e-2 with the legacy API style")
         deployment = reader.optional(ENV_OPENAI_DEPLOYMENT)
         if deployment is None and style is not ApiStyle.LEGACY:
             raise SettingsError(ENV_OPENAI_DEPLOYMENT, "is required for the deployments and v1 styles")

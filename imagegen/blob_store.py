@@ -1,0 +1,269 @@
+"""Blob Storage: images, job records with ETag-conditional writes, and read-only SAS links.
+
+Identity mode (Azure, and the local stack's HTTPS Azurite) signs links with a user-delegation key,
+cached and renewed before it expires. Connection-string mode (local only) signs with the account key.
+Every storage failure leaves this module as imagegen.errors.StorageError, except the three
+conditions callers act on: BlobNotFound, BlobAlreadyExists and BlobChanged.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from azure.core import MatchConditions
+from azure.core.credentials_async import AsyncTokenCredential
+from azure.core.exceptions import (
+    AzureError,
+    ResourceExistsError,
+    ResourceModifiedError,
+    ResourceNotFoundError,
+)
+from azure.storage.blob import (
+    BlobSasPermissions,
+    ContentSettings,
+    ExponentialRetry,
+    UserDelegationKey,
+    generate_blob_sas,
+)
+from azure.storage.blob.aio import BlobServiceClient
+
+from imagegen.errors import StorageError
+from imagegen.settings import StorageSettings, parse_connection_string
+
+log = logging.getLogger(__name__)
+
+# A delegation key is fetched for a day (at most 7 days, Azure's limit) and renewed once less than
+# one link lifetime plus this margin is left, so every link it signs outlives its own expiry.
+DELEGATION_KEY_LIFETIME = timedelta(days=1)
+DELEGATION_KEY_RENEW_MARGIN = timedelta(minutes=15)
+CLOCK_SKEW = timedelta(minutes=5)
+
+
+class BlobNotFound(Exception):
+    pass
+
+
+class BlobAlreadyExists(Exception):
+    pass
+
+
+class BlobChanged(Exception):
+    """An ETag-conditional write lost a race: someone else changed the blob first."""
+
+
+@dataclass(frozen=True)
+class SignedLink:
+    url: str
+    expires_at: datetime
+
+
+@dataclass(frozen=True)
+class JsonBlob:
+    document: dict[str, Any]
+    etag: str
+
+
+class BlobStore:
+    def __init__(
+        self,
+        storage: StorageSettings,
+        *,
+        credential: AsyncTokenCredential | None,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        if storage.uses_identity and credential is None:
+            raise ValueError("identity-based storage needs a credential")
+        self._storage = storage
+        self._credential = credential
+        self._clock = clock
+        self._client: BlobServiceClient | None = None
+        self._delegation_key: UserDelegationKey | None = None
+        self._delegation_key_expiry: datetime | None = None
+        self._key_lock = asyncio.Lock()
+        self._ready_containers: set[str] = set()
+        self.delegation_key_fetches = 0
+
+    @property
+    def client(self) -> BlobServiceClient:
+        if self._client is None:
+            retry = ExponentialRetry(
+                initial_backoff=1, increment_base=2, retry_total=3, random_jitter_range=1
+            )
+            if self._storage.connection_string is not None:
+                self._client = BlobServiceClient.from_connection_string(
+                    self._storage.connection_string,
+                    retry_policy=retry,
+                    connection_timeout=10,
+                    read_timeout=60,
+                )
+            else:
+                self._client = BlobServiceClient(
+                    self._storage.blob_service_uri,
+                    credential=self._credential,
+                    retry_policy=retry,
+                    connection_timeout=10,
+                    read_timeout=60,
+                )
+        return self._client
+
+    async def close(self) -> None:
+        if self._client is not None:
+            await self._client.close()
+            self._client = None
+
+    async def ensure_container(self, container: str) -> None:
+        if container in self._ready_containers:
+            return
+        try:
+            await self.client.create_container(container)
+        except ResourceExistsError:
+            pass
+        except AzureError as error:
+            raise _storage_error("create a container", error) from None
+        self._ready_containers.add(container)
+
+    async def check_reachable(self, container: str) -> None:
+        """For health checks: the container exists and can be read with our credential."""
+        try:
+            await self.client.get_container_client(container).get_container_properties()
+        except ResourceNotFoundError:
+            await self.ensure_container(container)
+        except AzureError as error:
+            raise _storage_error("reach Blob Storage", error) from None
+
+    async def upload(
+        self, container: str, name: str, data: bytes, *, content_type: str, metadata: Mapping[str, str]
+    ) -> None:
+        await self.ensure_container(container)
+        blob = self.client.get_blob_client(container, name)
+        try:
+            await blob.upload_blob(
+                data,
+                overwrite=True,
+                content_settings=ContentSettings(
+                    content_type=content_type, cache_control="private, max-age=3600"
+                ),
+                metadata=dict(metadata),
+            )
+        except AzureError as error:
+            raise _storage_error("upload an image", error) from None
+
+    async def exists(self, container: str, name: str) -> bool:
+        try:
+            return bool(await self.client.get_blob_client(container, name).exists())
+        except AzureError as error:
+            raise _storage_error("check a blob", error) from None
+
+    # --- JSON records with ETags --------------------------------------------------------------
+
+    async def create_json(self, container: str, name: str, document: Mapping[str, Any]) -> str:
+        """Create only if absent (If-None-Match: *); returns the ETag."""
+        await self.ensure_container(container)
+        blob = self.client.get_blob_client(container, name)
+        try:
+            result = await blob.upload_blob(
+                _json_bytes(document),
+                overwrite=False,
+                content_settings=ContentSettings(content_type="application/json"),
+            )
+        except ResourceExistsError:
+            raise BlobAlreadyExists(name) from None
+        except AzureError as error:
+            raise _storage_error("write a job record", error) from None
+        return str(result["etag"])
+
+    async def read_json(self, container: str, name: str) -> JsonBlob:
+        blob = self.client.get_blob_client(container, name)
+        try:
+            downloader = await blob.download_blob()
+            body = await downloader.readall()
+        except ResourceNotFoundError:
+            raise BlobNotFound(name) from None
+        except AzureError as error:
+            raise _storage_error("read a job record", error) from None
+        document = json.loads(body)
+        if not isinstance(document, dict):
+            raise StorageError("a job record is not a JSON object")
+        return JsonBlob(document, str(downloader.properties.etag))
+
+    async def replace_json(self, container: str, name: str, document: Mapping[str, Any], *, etag: str) -> str:
+        """Replace only if unchanged since `etag` (If-Match); returns the new ETag."""
+        blob = self.client.get_blob_client(container, name)
+        try:
+            result = await blob.upload_blob(
+                _json_bytes(document),
+                overwrite=True,
+                etag=etag,
+                match_condition=MatchConditions.IfNotModified,
+                content_settings=ContentSettings(content_type="application/json"),
+            )
+        except (ResourceModifiedError, ResourceExistsError):
+            raise BlobChanged(name) from None
+        except ResourceNotFoundError:
+            raise BlobNotFound(name) from None
+        except AzureError as error:
+            if getattr(error, "status_code", None) == 412:
+                raise BlobChanged(name) from None
+            raise _storage_error("update a job record", error) from None
+        return str(result["etag"])
+
+    # --- links ----------------------------------------------------------------------------------
+
+    async def read_link(self, container: str, name: str, *, ttl: timedelta) -> SignedLink:
+        """A read-only link to one blob, valid for `ttl` (HTTPS-only when the endpoint is HTTPS)."""
+        now = self._clock()
+        expires_at = (now + ttl).replace(microsecond=0)
+        https = self._storage.blob_service_uri.startswith("https://")
+        common: dict[str, Any] = {
+            "account_name": self.client.account_name,
+            "container_name": container,
+            "blob_name": name,
+            "permission": BlobSasPermissions(read=True),
+            "expiry": expires_at,
+            "start": now - CLOCK_SKEW,
+            "protocol": "https" if https else "https,http",
+        }
+        if self._storage.connection_string is not None:
+            account_key = parse_connection_string(self._storage.connection_string)["AccountKey"]
+            token = generate_blob_sas(account_key=account_key, **common)
+        else:
+            token = generate_blob_sas(user_delegation_key=await self._user_delegation_key(ttl), **common)
+        url = f"{self.client.get_blob_client(container, name).url}?{token}"
+        return SignedLink(url, expires_at)
+
+    async def _user_delegation_key(self, ttl: timedelta) -> UserDelegationKey:
+        async with self._key_lock:
+            now = self._clock()
+            if (
+                self._delegation_key is not None
+                and self._delegation_key_expiry is not None
+                and self._delegation_key_expiry - now > ttl + DELEGATION_KEY_RENEW_MARGIN
+            ):
+                return self._delegation_key
+            lifetime = min(
+                max(DELEGATION_KEY_LIFETIME, ttl + 2 * DELEGATION_KEY_RENEW_MARGIN), timedelta(days=7)
+            )
+            expiry = now + lifetime
+            try:
+                key = await self.client.get_user_delegation_key(now - CLOCK_SKEW, expiry)
+            except AzureError as error:
+                raise _storage_error("get a user delegation key", error) from None
+            self.delegation_key_fetches += 1
+            self._delegation_key, self._delegation_key_expiry = key, expiry
+            return key
+
+
+def _json_bytes(document: Mapping[str, Any]) -> bytes:
+    return json.dumps(document, separators=(",", ":"), sort_keys=True).encode()
+
+
+def _storage_error(action: str, error: AzureError) -> StorageError:
+    status = getattr(error, "status_code", None)
+    log.warning("Blob Storage: could not %s (%s, status %s)", action, error.__class__.__name__, status)
+    return StorageError(f"Blob Storage is unavailable: could not {action}")
