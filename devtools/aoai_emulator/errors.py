@@ -1,0 +1,89 @@
+"""Azure OpenAI's error bodies: `{"error": {"code", "message", "param"?, "type"?, "inner_error"?}}`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import web
+
+
+@dataclass(eq=False)
+class ApiError(Exception):
+    """An error answer; raise it anywhere below a handler and the app turns it into a response."""
+
+    status: int
+    code: str | None
+    message: str
+    param: str | None = None
+    type: str | None = None
+    inner_error: dict[str, Any] | None = None
+    headers: dict[str, str] = field(default_factory=dict)
+
+    def body(self) -> dict[str, Any]:
+        error: dict[str, Any] = {"code": self.code, "message": self.message}
+        if self.type is not None or self.param is not None:
+            error["param"] = self.param
+            error["type"] = self.type
+        if self.inner_error is not None:
+            error["inner_error"] = self.inner_error
+        return {"error": error}
+
+    def response(self) -> web.Response:
+        return web.json_response(self.body(), status=self.status, headers=self.headers)
+
+
+def invalid(code: str, message: str, param: str | None) -> ApiError:
+    """A 400 for a bad parameter, typed `invalid_request_error` like Azure's OpenAI front end."""
+    return ApiError(400, code, message, param=param, type="invalid_request_error")
+
+
+def resource_not_found() -> ApiError:
+    """What Azure answers for an unknown path or a missing/unknown api-version."""
+    return ApiError(404, "404", "Resource not found")
+
+
+def deployment_not_found() -> ApiError:
+    return ApiError(
+        404,
+        "DeploymentNotFound",
+        "The API deployment for this resource does not exist. If you created the deployment within "
+        "the last 5 minutes, please wait a moment and try again.",
+    )
+
+
+def rate_limited(seconds: float, operation: str, api_version: str | None) -> ApiError:
+    """429 with both `retry-after` (whole seconds, rounded up) and `retry-after-ms`."""
+    whole = max(1, int(-(-seconds // 1)))
+    version = api_version or "v1"
+    return ApiError(
+        429,
+        "429",
+        f"Requests to the {operation} Operation under Azure OpenAI API version {version} have exceeded "
+        f"call rate limit of your current OpenAI S0 pricing tier. Please retry after {whole} seconds. "
+        "Please go here: https://aka.ms/oai/quotaincrease if you would like to further increase the "
+        "default rate limit.",
+        headers={"retry-after": str(whole), "retry-after-ms": str(max(1, int(seconds * 1000)))},
+    )
+
+
+def server_error(status: int, retry_after: float | None = None) -> ApiError:
+    headers: dict[str, str] = {}
+    if retry_after is not None:
+        headers = {
+            "retry-after": str(max(1, int(-(-retry_after // 1)))),
+            "retry-after-ms": str(max(1, int(retry_after * 1000))),
+        }
+    if status == 503:
+        return ApiError(
+            503,
+            "ServiceUnavailable",
+            "The service is temporarily unable to process your request. Please try again later.",
+            headers=headers,
+        )
+    return ApiError(
+        status,
+        "InternalServerError",
+        "The server had an error while processing your request. Sorry about that!",
+        headers=headers,
+    )

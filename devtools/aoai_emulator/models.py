@@ -1,0 +1,315 @@
+"""Per-model request rules (sizes, n, prompt length, quality, style, formats) and validation.
+
+Error codes and messages follow the OpenAI front end that Azure OpenAI serves for the image models
+(`invalid_request_error` type; codes `missing_required_parameter`, `unknown_parameter`,
+`invalid_type`, `invalid_value`, `string_above_max_length`, `string_below_min_length`,
+`integer_above_max_value`, `integer_below_min_value`), always naming the parameter in `param`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal, cast
+
+from devtools.aoai_emulator.errors import ApiError, invalid
+from devtools.aoai_emulator.images import OutputFormat
+
+Family = Literal["gpt-image", "dall-e-3", "dall-e-2", "legacy"]
+ResponseFormat = Literal["b64_json", "url"]
+
+
+@dataclass(frozen=True)
+class ModelRules:
+    family: Family
+    max_prompt: int
+    n_max: int
+    sizes: tuple[str, ...]
+    default_size: str
+    qualities: tuple[str, ...] | None  # None: the parameter is unknown to this model
+    default_quality: str | None
+    styles: tuple[str, ...] | None
+    response_formats: tuple[str, ...] | None
+    default_response_format: ResponseFormat
+    output_options: bool  # background, output_format, output_compression, moderation
+
+    @property
+    def known_parameters(self) -> frozenset[str]:
+        names = {"prompt", "n", "size", "user", "model"}
+        if self.qualities is not None:
+            names.add("quality")
+        if self.styles is not None:
+            names.add("style")
+        if self.response_formats is not None:
+            names.add("response_format")
+        if self.output_options:
+            names |= {"background", "output_format", "output_compression", "moderation", "stream"}
+        return frozenset(names)
+
+
+GPT_IMAGE = ModelRules(
+    family="gpt-image",
+    max_prompt=32000,
+    n_max=10,
+    sizes=("1024x1024", "1024x1536", "1536x1024", "auto"),
+    default_size="auto",
+    qualities=("low", "medium", "high", "auto"),
+    default_quality="auto",
+    styles=None,
+    response_formats=None,
+    default_response_format="b64_json",
+    output_options=True,
+)
+DALL_E_3 = ModelRules(
+    family="dall-e-3",
+    max_prompt=4000,
+    n_max=1,
+    sizes=("1024x1024", "1792x1024", "1024x1792"),
+    default_size="1024x1024",
+    qualities=("standard", "hd"),
+    default_quality="standard",
+    styles=("vivid", "natural"),
+    response_formats=("url", "b64_json"),
+    default_response_format="url",
+    output_options=False,
+)
+DALL_E_2 = ModelRules(
+    family="dall-e-2",
+    max_prompt=1000,
+    n_max=10,
+    sizes=("256x256", "512x512", "1024x1024"),
+    default_size="1024x1024",
+    qualities=("standard",),
+    default_quality="standard",
+    styles=None,
+    response_formats=("url", "b64_json"),
+    default_response_format="url",
+    output_options=False,
+)
+# The quickstart's asynchronous API (api-version 2023-06-01-preview): dall-e-2 rules, n up to 5, URLs only.
+LEGACY = ModelRules(
+    family="legacy",
+    max_prompt=1000,
+    n_max=5,
+    sizes=("256x256", "512x512", "1024x1024"),
+    default_size="1024x1024",
+    qualities=None,
+    default_quality=None,
+    styles=None,
+    response_formats=("url",),
+    default_response_format="url",
+    output_options=False,
+)
+
+
+def rules_for_model(model: str) -> ModelRules | None:
+    """Rules by model name (a deployment's model); None for a model that is not an image model."""
+    if model.startswith("gpt-image"):
+        return GPT_IMAGE
+    if model == "dall-e-3":
+        return DALL_E_3
+    if model == "dall-e-2":
+        return DALL_E_2
+    return None
+
+
+@dataclass(frozen=True)
+class ImageRequest:
+    """A validated generation request with every default filled in."""
+
+    model: str
+    rules: ModelRules
+    prompt: str
+    n: int
+    size: str  # as the response reports it ("auto" resolved)
+    width: int
+    height: int
+    quality: str | None
+    style: str | None
+    response_format: ResponseFormat
+    output_format: OutputFormat
+    output_compression: int | None
+    background: str | None
+    user: str | None
+
+
+def _supported(value: object, allowed: tuple[str, ...], param: str) -> str:
+    if not isinstance(value, str):
+        raise invalid(
+            "invalid_type",
+            f"Invalid type for '{param}': expected a string, but got {_kind(value)} instead.",
+            param,
+        )
+    if value not in allowed:
+        choices = ", ".join(f"'{a}'" for a in allowed)
+        raise invalid("invalid_value", f"Invalid value: '{value}'. Supported values are: {choices}.", param)
+    return value
+
+
+def _kind(value: object) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int):
+        return "an integer"
+    if isinstance(value, float):
+        return "a decimal"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list):
+        return "an array"
+    return "an object"
+
+
+def _integer(value: object, param: str, low: int, high: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise invalid(
+            "invalid_type",
+            f"Invalid type for '{param}': expected an integer, but got {_kind(value)} instead.",
+            param,
+        )
+    if value < low:
+        raise invalid(
+            "integer_below_min_value",
+            f"Invalid '{param}': integer below minimum value. Expected a value >= {low}, but got {value} instead.",
+            param,
+        )
+    if value > high:
+        raise invalid(
+            "integer_above_max_value",
+            f"Invalid '{param}': integer above maximum value. Expected a value <= {high}, but got {value} instead.",
+            param,
+        )
+    return value
+
+
+def _prompt(body: dict[str, Any], rules: ModelRules) -> str:
+    if "prompt" not in body or body["prompt"] is None:
+        raise invalid("missing_required_parameter", "Missing required parameter: 'prompt'.", "prompt")
+    prompt = body["prompt"]
+    if not isinstance(prompt, str):
+        raise invalid(
+            "invalid_type",
+            f"Invalid type for 'prompt': expected a string, but got {_kind(prompt)} instead.",
+            "prompt",
+        )
+    if not prompt:
+        raise invalid(
+            "string_below_min_length",
+            "Invalid 'prompt': string too short. Expected a string with minimum length 1, but got an empty "
+            "string instead.",
+            "prompt",
+        )
+    if len(prompt) > rules.max_prompt:
+        raise invalid(
+            "string_above_max_length",
+            f"Invalid 'prompt': string too long. Expected a string with maximum length {rules.max_prompt}, "
+            f"but got a string with length {len(prompt)} instead.",
+            "prompt",
+        )
+    return prompt
+
+
+def _output_options(body: dict[str, Any], rules: ModelRules) -> tuple[OutputFormat, int | None, str | None]:
+    if not rules.output_options:
+        return "png", None, None
+    output_format = cast(
+        OutputFormat, _supported(body.get("output_format", "png"), ("png", "jpeg", "webp"), "output_format")
+    )
+    background = _supported(body.get("background", "auto"), ("transparent", "opaque", "auto"), "background")
+    if background == "transparent" and output_format == "jpeg":
+        raise invalid(
+            "invalid_value",
+            "Transparent background is not supported for output_format 'jpeg'; use 'png' or 'webp'.",
+            "background",
+        )
+    compression: int | None = None
+    if body.get("output_compression") is not None:
+        compression = _integer(body["output_compression"], "output_compression", 0, 100)
+        if output_format == "png":
+            raise invalid(
+                "invalid_value",
+                "output_compression is only supported for output_format 'jpeg' and 'webp', not 'png'.",
+                "output_compression",
+            )
+    if "moderation" in body:
+        _supported(body["moderation"], ("low", "auto"), "moderation")
+    if body.get("stream") not in (None, False):
+        raise invalid(
+            "invalid_value", "The local emulator does not support streaming image generation.", "stream"
+        )
+    return output_format, compression, background
+
+
+def validate(body: object, rules: ModelRules, model: str) -> ImageRequest:
+    """Check a request body against a model's rules, in the order Azure reports problems."""
+    if not isinstance(body, dict):
+        raise ApiError(
+            400,
+            "invalid_json",
+            "The request body must be a JSON object.",
+            param=None,
+            type="invalid_request_error",
+        )
+    for name in body:
+        if name not in rules.known_parameters:
+            raise invalid("unknown_parameter", f"Unknown parameter: '{name}'.", name)
+    prompt = _prompt(body, rules)
+    n = _integer(body["n"], "n", 1, rules.n_max) if body.get("n") is not None else 1
+    size = _supported(body.get("size", rules.default_size), rules.sizes, "size")
+    if size == "auto":
+        size = "1024x1024"
+    width, height = (int(part) for part in size.split("x"))
+    quality = None
+    if rules.qualities is not None:
+        quality = _supported(body.get("quality", rules.default_quality), rules.qualities, "quality")
+    style = None
+    if rules.styles is not None:
+        style = _supported(body.get("style", "vivid"), rules.styles, "style")
+    response_format: ResponseFormat = rules.default_response_format
+    if rules.response_formats is not None and body.get("response_format") is not None:
+        response_format = cast(
+            ResponseFormat, _supported(body["response_format"], rules.response_formats, "response_format")
+        )
+    output_format, compression, background = _output_options(body, rules)
+    user = body.get("user")
+    if user is not None and not isinstance(user, str):
+        raise invalid(
+            "invalid_type",
+            f"Invalid type for 'user': expected a string, but got {_kind(user)} instead.",
+            "user",
+        )
+    return ImageRequest(
+        model=model,
+        rules=rules,
+        prompt=prompt,
+        n=n,
+        size=size,
+        width=width,
+        height=height,
+        quality=quality,
+        style=style,
+        response_format=response_format,
+        output_format=output_format,
+        output_compression=compression,
+        background=background,
+        user=user,
+    )
+
+
+# gpt-image-1 output tokens per image by quality and size (square, then portrait/landscape).
+_OUTPUT_TOKENS = {"low": (272, 408), "medium": (1056, 1584), "high": (4160, 6240)}
+
+
+def usage(request: ImageRequest) -> dict[str, Any]:
+    """The `usage` block gpt-image models answer with (token counts are estimates, like the real ones)."""
+    text_tokens = max(1, len(request.prompt) // 4)
+    quality = request.quality if request.quality in _OUTPUT_TOKENS else "medium"
+    square, oblong = _OUTPUT_TOKENS[quality or "medium"]
+    output_tokens = (square if request.width == request.height else oblong) * request.n
+    return {
+        "input_tokens": text_tokens,
+        "input_tokens_details": {"image_tokens": 0, "text_tokens": text_tokens},
+        "output_tokens": output_tokens,
+        "total_tokens": text_tokens + output_tokens,
+    }

@@ -1,0 +1,216 @@
+"""Mutable emulator state: configuration, legacy operations, downloadable results, quota, request log."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import Counter, deque
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
+
+from devtools.aoai_emulator.faults import FaultQueue
+from devtools.aoai_emulator.models import ImageRequest, rules_for_model
+
+DEFAULT_DEPLOYMENTS: dict[str, str] = {
+    "gpt-image-1": "gpt-image-1",
+    "dall-e-3": "dall-e-3",
+    "dall-e-2": "dall-e-2",
+}
+DEFAULT_FILTER_WORDS: tuple[str, ...] = ("forbidden",)
+MAX_LOG_ENTRIES = 10_000
+
+
+class ConfigError(ValueError):
+    """A configuration change the emulator refuses (the admin API answers 400)."""
+
+
+@dataclass
+class Config:
+    latency_seconds: float = 0.5  # sync generation time per request
+    legacy_queue_seconds: float = 0.5  # legacy: time an operation stays notRunning
+    legacy_latency_seconds: float = 2.0  # legacy: time it then stays running
+    retry_after_seconds: float = 1.0  # legacy: retry-after on submit and non-terminal polls
+    result_ttl_seconds: float = 86_400.0  # result URLs (and legacy `expires`)
+    hang_seconds: float = 600.0  # default sleep of a "hang" fault
+    content_filter_words: list[str] = field(default_factory=lambda: list(DEFAULT_FILTER_WORDS))
+    content_filter_category: str = "violence"  # hate | self_harm | sexual | violence
+    filter_output_index: int | None = None  # this output index is filtered in every generation
+    images_per_minute: int | None = None  # per deployment (legacy counts as "legacy"); None: no quota
+    denied_object_ids: list[str] = field(default_factory=list)  # token oids answered PermissionDenied
+    region: str = "swedencentral"  # x-ms-region header
+    deployments: dict[str, str] = field(default_factory=lambda: dict(DEFAULT_DEPLOYMENTS))
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def update(self, patch: object) -> None:
+        """Apply a partial update, all or nothing."""
+        if not isinstance(patch, dict):
+            raise ConfigError("config must be a JSON object")
+        names = {f.name for f in fields(self)}
+        unknown = set(patch) - names
+        if unknown:
+            raise ConfigError(f"unknown config fields: {sorted(unknown)}")
+        checked = {name: _check(name, value) for name, value in patch.items()}
+        for name, value in checked.items():
+            setattr(self, name, value)
+
+
+_SECONDS = {
+    "latency_seconds",
+    "legacy_queue_seconds",
+    "legacy_latency_seconds",
+    "retry_after_seconds",
+    "result_ttl_seconds",
+    "hang_seconds",
+}
+_CATEGORIES = ("hate", "self_harm", "sexual", "violence")
+
+
+def _check(name: str, value: object) -> object:
+    if name in _SECONDS:
+        if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+            raise ConfigError(f"{name} must be a number >= 0")
+        return float(value)
+    if name in ("filter_output_index", "images_per_minute"):
+        if value is None:
+            return None
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise ConfigError(f"{name} must be an integer >= 0 or null")
+        return value
+    if name in ("content_filter_words", "denied_object_ids"):
+        if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+            raise ConfigError(f"{name} must be a list of non-empty strings")
+        return list(value)
+    if name == "content_filter_category":
+        if value not in _CATEGORIES:
+            raise ConfigError(f"content_filter_category must be one of {list(_CATEGORIES)}")
+        return value
+    if name == "region":
+        if not isinstance(value, str):
+            raise ConfigError("region must be a string")
+        return value
+    # deployments
+    if not isinstance(value, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in value.items()
+    ):
+        raise ConfigError("deployments must be an object of deployment name -> model name")
+    for deployment, model in value.items():
+        if rules_for_model(model) is None:
+            raise ConfigError(f"deployment {deployment!r}: {model!r} is not an image model")
+    return dict(value)
+
+
+@dataclass
+class StoredResult:
+    """Images behind result URLs; a None entry was filtered and has no URL."""
+
+    images: list[bytes | None]
+    content_type: str
+    extension: str
+    expires_at: float
+
+
+@dataclass
+class Operation:
+    """A legacy `:submit` operation; its status follows from the clock (no background tasks)."""
+
+    id: str
+    created: int
+    request: ImageRequest
+    api_version: str
+    running_at: float
+    done_at: float
+    prompt_filtered: bool
+    filter_index: int | None
+    canceled: bool = False
+    result_id: str | None = None
+    rendering: asyncio.Future[list[bytes | None]] | None = None
+
+    def status(self, now: float) -> str:
+        if self.canceled:
+            return "canceled"
+        if now < self.running_at:
+            return "notRunning"
+        if now < self.done_at:
+            return "running"
+        return "failed" if self.prompt_filtered else "succeeded"
+
+
+class QuotaWindow:
+    """Images generated per deployment over the last 60 seconds."""
+
+    def __init__(self) -> None:
+        self._events: dict[str, deque[tuple[float, int]]] = {}
+
+    def clear(self) -> None:
+        self._events.clear()
+
+    def reserve(self, key: str, n: int, limit: int | None, now: float) -> float | None:
+        """Record n images, or return the seconds until they would fit (nothing recorded)."""
+        if limit is None:
+            return None
+        events = self._events.setdefault(key, deque())
+        while events and events[0][0] <= now - 60:
+            events.popleft()
+        used = sum(count for _, count in events)
+        if used + n <= limit:
+            events.append((now, n))
+            return None
+        freed = used
+        for at, count in events:
+            freed -= count
+            if freed + n <= limit:
+                return max(0.001, at + 60 - now)
+        return 60.0  # n alone exceeds the limit: retrying after a minute still fails, like Azure
+
+
+@dataclass
+class EmulatorState:
+    config: Config
+    api_key: str | None
+    faults: FaultQueue = field(default_factory=FaultQueue)
+    operations: dict[str, Operation] = field(default_factory=dict)
+    results: dict[str, StoredResult] = field(default_factory=dict)
+    quota: QuotaWindow = field(default_factory=QuotaWindow)
+    log: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=MAX_LOG_ENTRIES))
+    counters: Counter[str] = field(default_factory=Counter)
+    initial_config: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.initial_config = self.config.to_json()
+
+    def reset(self, *, config: bool) -> None:
+        """Forget operations, results, quota, faults, the log and counters (and config if asked)."""
+        self.faults.clear()
+        self.operations.clear()
+        self.results.clear()
+        self.quota.clear()
+        self.log.clear()
+        self.counters.clear()
+        if config:
+            self.config = Config()
+            self.config.update(self.initial_config)
+
+    def purge_expired(self, now: float | None = None) -> None:
+        now = time.time() if now is None else now
+        for key in [k for k, r in self.results.items() if r.expires_at + 3600 < now]:
+            del self.results[key]
+
+    def stats(self) -> dict[str, Any]:
+        by_kind: Counter[str] = Counter()
+        by_status: Counter[str] = Counter()
+        for entry in self.log:
+            by_kind[entry["kind"]] += 1
+            by_status[str(entry["status"])] += 1
+        return {
+            "requests": self.counters["requests"],
+            "paid_generations": self.counters["paid_generations"],
+            "images_generated": self.counters["images_generated"],
+            "operations": len(self.operations),
+            "faults_fired": self.counters["faults_fired"],
+            "content_filtered": self.counters["content_filtered"],
+            "throttled": self.counters["throttled"],
+            "by_kind": dict(by_kind),
+            "by_status": dict(by_status),
+        }
