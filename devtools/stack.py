@@ -1,0 +1,261 @@
+"""The whole local stack in one call: Azurite, the MSI and Azure OpenAI emulators, and the dev host.
+
+    python -m devtools.stack up     # fixed ports of DESIGN.md, identity mode; writes .local/stack.json
+    python -m devtools.stack down   # stops what `up` started, by pid
+
+Tests call `start_local_stack` with free ports and their own folder, never the `make up` stack.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import secrets
+import signal
+import sys
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from devtools.certs import TlsFiles, make_localhost_certs
+from devtools.procs import REPO_ROOT, ManagedProcess, free_port
+from devtools.services import (
+    AoaiEndpoint,
+    AzuriteEndpoints,
+    MsiEndpoint,
+    start_aoai_emulator,
+    start_azurite,
+    start_devhost,
+    start_msi_emulator,
+)
+
+StorageMode = Literal["identity", "connection-string"]
+LOCAL_DIR = REPO_ROOT / ".local"
+STACK_FILE = LOCAL_DIR / "stack.json"
+
+
+@dataclass(frozen=True)
+class StackPorts:
+    devhost: int
+    aoai: int
+    msi: int
+    blob: int
+    queue: int
+    table: int
+
+    @classmethod
+    def fixed(cls) -> StackPorts:
+        """The ports of DESIGN.md (`make up`)."""
+        return cls(devhost=7071, aoai=7081, msi=7082, blob=10000, queue=10001, table=10002)
+
+    @classmethod
+    def free(cls) -> StackPorts:
+        return cls(*(free_port() for _ in range(6)))
+
+
+@dataclass
+class LocalStack:
+    root: Path
+    tls: TlsFiles
+    azurite: AzuriteEndpoints
+    msi: MsiEndpoint
+    aoai: AoaiEndpoint
+    devhost_url: str
+    function_key: str
+    settings: dict[str, str]
+    processes: dict[str, ManagedProcess] = field(default_factory=dict)
+
+    def stop(self) -> None:
+        for name in ("devhost", "aoai", "msi", "azurite"):
+            process = self.processes.get(name)
+            if process is not None:
+                process.stop()
+
+    def describe(self) -> dict[str, Any]:
+        """What .local/stack.json holds: every URL, the function key, pids, log files."""
+        return {
+            "devhost": {
+                "url": self.devhost_url,
+                "api": f"{self.devhost_url}/api",
+                "function_key": self.function_key,
+            },
+            "aoai_emulator": {"endpoint": self.aoai.endpoint, "admin": self.aoai.admin_url},
+            "msi_emulator": {"identity_endpoint": self.msi.identity_endpoint, "stats": self.msi.stats_url},
+            "azurite": {
+                "blob": self.azurite.blob_url,
+                "queue": self.azurite.queue_url,
+                "table": self.azurite.table_url,
+                "https": self.azurite.https,
+            },
+            "ca_file": str(self.tls.ca_cert),
+            "pids": {name: process.pid for name, process in self.processes.items()},
+            "logs": {name: str(process.log_path) for name, process in self.processes.items()},
+        }
+
+
+def app_settings(
+    *,
+    azurite: AzuriteEndpoints,
+    msi: MsiEndpoint,
+    aoai: AoaiEndpoint,
+    storage_mode: StorageMode,
+    api_style: str,
+    model: str,
+    deployment: str,
+    ca_file: Path,
+    overrides: Mapping[str, str] | None = None,
+) -> dict[str, str]:
+    """The function app's settings for this stack: what local.settings.json would hold."""
+    settings = {
+        "FUNCTIONS_WORKER_RUNTIME": "python",
+        "AZURE_OPENAI_ENDPOINT": aoai.endpoint,
+        "AZURE_OPENAI_API_STYLE": api_style,
+        "AZURE_OPENAI_DEPLOYMENT": deployment,
+        "AZURE_OPENAI_MODEL": model,
+        "IMAGES_CONTAINER": "images",
+        "JOBS_CONTAINER": "jobs",
+        "SAS_TTL_MINUTES": "60",
+        "MAX_WAIT_SECONDS": "120",
+        "UPSTREAM_TIMEOUT_SECONDS": "180",
+        # azure-identity's ManagedIdentityCredential (App Service protocol) -> the MSI emulator.
+        "IDENTITY_ENDPOINT": msi.identity_endpoint,
+        "IDENTITY_HEADER": msi.identity_header,
+        # The stack's throw-away CA: the aiohttp transport reads SSL_CERT_FILE, requests reads the other.
+        "SSL_CERT_FILE": str(ca_file),
+        "REQUESTS_CA_BUNDLE": str(ca_file),
+    }
+    if aoai.api_key:
+        settings["AZURE_OPENAI_API_KEY"] = aoai.api_key
+    if storage_mode == "identity":
+        settings["AzureWebJobsStorage__blobServiceUri"] = azurite.blob_url
+        settings["AzureWebJobsStorage__queueServiceUri"] = azurite.queue_url
+        settings["AzureWebJobsStorage__credential"] = "managedidentity"
+    else:
+        settings["AzureWebJobsStorage"] = azurite.connection_string
+    settings.update(overrides or {})
+    return settings
+
+
+def start_local_stack(
+    root: Path,
+    *,
+    ports: StackPorts,
+    storage_mode: StorageMode = "identity",
+    api_style: str = "deployments",
+    model: str = "gpt-image-1",
+    deployment: str | None = None,
+    aoai_api_key: str | None = None,
+    aoai_args: tuple[str, ...] = (),
+    setting_overrides: Mapping[str, str] | None = None,
+    function_key: str | None = None,
+) -> LocalStack:
+    """Start everything; on any failure stop what already started and re-raise."""
+    logs = root / "logs"
+    tls = make_localhost_certs(root / "tls")
+    started: dict[str, ManagedProcess] = {}
+    try:
+        azurite_process, azurite = start_azurite(
+            root / "azurite",
+            log_dir=logs,
+            tls=tls if storage_mode == "identity" else None,
+            oauth=storage_mode == "identity",
+            ports=(ports.blob, ports.queue, ports.table),
+        )
+        started["azurite"] = azurite_process
+        msi_process, msi = start_msi_emulator(log_dir=logs, port=ports.msi)
+        started["msi"] = msi_process
+        aoai_process, aoai = start_aoai_emulator(
+            log_dir=logs, port=ports.aoai, api_key=aoai_api_key, tls=tls, extra_args=aoai_args
+        )
+        started["aoai"] = aoai_process
+        settings = app_settings(
+            azurite=azurite,
+            msi=msi,
+            aoai=aoai,
+            storage_mode=storage_mode,
+            api_style=api_style,
+            model=model,
+            deployment=deployment or model,
+            ca_file=tls.ca_cert,
+            overrides=setting_overrides,
+        )
+        key = function_key or secrets.token_urlsafe(24)
+        devhost_process, devhost = start_devhost(
+            log_dir=logs, port=ports.devhost, settings=settings, function_key=key
+        )
+        started["devhost"] = devhost_process
+    except BaseException:
+        for process in reversed(list(started.values())):
+            process.stop()
+        raise
+    return LocalStack(
+        root=root,
+        tls=tls,
+        azurite=azurite,
+        msi=msi,
+        aoai=aoai,
+        devhost_url=devhost.base_url,
+        function_key=key,
+        settings=settings,
+        processes=started,
+    )
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def up() -> int:
+    if STACK_FILE.exists():
+        described = json.loads(STACK_FILE.read_text())
+        if all(_pid_alive(pid) for pid in described.get("pids", {}).values()):
+            print(f"local stack already running: {described['devhost']['url']} (see {STACK_FILE})")
+            return 0
+        down()
+    stack = start_local_stack(LOCAL_DIR, ports=StackPorts.fixed(), function_key=secrets.token_urlsafe(24))
+    STACK_FILE.write_text(json.dumps(stack.describe(), indent=2))
+    STACK_FILE.chmod(0o600)
+    print(
+        f"local stack up: function app {stack.devhost_url}/api, details in {STACK_FILE.relative_to(REPO_ROOT)}"
+    )
+    return 0
+
+
+def down() -> int:
+    if not STACK_FILE.exists():
+        print("local stack is not running")
+        return 0
+    described = json.loads(STACK_FILE.read_text())
+    for name, pid in described.get("pids", {}).items():
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(pid, signal.SIGTERM)
+            print(f"stopping {name} (pid {pid})")
+    deadline = time.monotonic() + 10
+    for pid in described.get("pids", {}).values():
+        while _pid_alive(pid) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(pid, signal.SIGKILL)
+    STACK_FILE.unlink()
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="start or stop the local Azure stack")
+    parser.add_argument("command", choices=["up", "down"])
+    args = parser.parse_args(argv)
+    return up() if args.command == "up" else down()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

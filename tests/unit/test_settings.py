@@ -1,0 +1,92 @@
+from __future__ import annotations
+
+import pytest
+
+from imagegen.errors import SettingsError
+from imagegen.settings import ApiStyle, Settings
+
+IDENTITY = {
+    "AZURE_OPENAI_ENDPOINT": "https://my-aoai.openai.azure.com/",
+    "AZURE_OPENAI_DEPLOYMENT": "gpt-image-1",
+    "AzureWebJobsStorage__blobServiceUri": "https://acct.blob.core.windows.net",
+    "AzureWebJobsStorage__queueServiceUri": "https://acct.queue.core.windows.net",
+    "AzureWebJobsStorage__credential": "managedidentity",
+    "AzureWebJobsStorage__clientId": "11111111-2222-3333-4444-555555555555",
+}
+
+
+def test_identity_settings_with_defaults() -> None:
+    settings = Settings.from_env(IDENTITY)
+    assert settings.openai_endpoint == "https://my-aoai.openai.azure.com"
+    assert settings.api_style is ApiStyle.DEPLOYMENTS
+    assert settings.api_version == "2025-04-01-preview"
+    assert settings.model == "gpt-image-1"
+    assert settings.storage.uses_identity
+    assert settings.storage.client_id == "11111111-2222-3333-4444-555555555555"
+    assert settings.sas_ttl_minutes == 60
+    assert settings.api_key is None
+
+
+def test_connection_string_mode_reads_endpoints() -> None:
+    env = {
+        "AZURE_OPENAI_ENDPOINT": "http://127.0.0.1:7081",
+        "AZURE_OPENAI_DEPLOYMENT": "d",
+        "AzureWebJobsStorage": "DefaultEndpointsProtocol=http;AccountName=a;AccountKey=a2V5;"
+        "BlobEndpoint=http://127.0.0.1:1/a;QueueEndpoint=http://127.0.0.1:2/a;",
+    }
+    settings = Settings.from_env(env)
+    assert not settings.storage.uses_identity
+    assert settings.storage.blob_service_uri == "http://127.0.0.1:1/a"
+    assert "AccountKey" not in repr(settings)
+
+
+def test_use_development_storage_means_azurite_defaults() -> None:
+    env = {
+        "AZURE_OPENAI_ENDPOINT": "http://x",
+        "AZURE_OPENAI_DEPLOYMENT": "d",
+        "AzureWebJobsStorage": "UseDevelopmentStorage=true",
+    }
+    assert Settings.from_env(env).storage.blob_service_uri == "http://127.0.0.1:10000/devstoreaccount1"
+
+
+def test_secrets_never_appear_in_repr() -> None:
+    settings = Settings.from_env(
+        {**IDENTITY, "AZURE_OPENAI_API_KEY": "sekrit-key", "WEBHOOK_SECRET": "whsec"}
+    )
+    assert "sekrit-key" not in repr(settings)
+    assert "whsec" not in repr(settings)
+
+
+def test_legacy_style_defaults_to_dall_e_2_and_needs_no_deployment() -> None:
+    env = {k: v for k, v in IDENTITY.items() if k != "AZURE_OPENAI_DEPLOYMENT"}
+    settings = Settings.from_env({**env, "AZURE_OPENAI_API_STYLE": "legacy"})
+    assert settings.model == "dall-e-2"
+    assert settings.api_version == "2023-06-01-preview"
+
+
+@pytest.mark.parametrize(
+    ("changes", "named"),
+    [
+        ({"AZURE_OPENAI_ENDPOINT": ""}, "AZURE_OPENAI_ENDPOINT"),
+        ({"AZURE_OPENAI_ENDPOINT": "not a url"}, "AZURE_OPENAI_ENDPOINT"),
+        ({"AZURE_OPENAI_API_STYLE": "soap"}, "AZURE_OPENAI_API_STYLE"),
+        ({"AZURE_OPENAI_DEPLOYMENT": ""}, "AZURE_OPENAI_DEPLOYMENT"),
+        ({"AZURE_OPENAI_MODEL": "midjourney"}, "AZURE_OPENAI_MODEL"),
+        ({"AZURE_OPENAI_API_STYLE": "legacy", "AZURE_OPENAI_MODEL": "gpt-image-1"}, "AZURE_OPENAI_MODEL"),
+        ({"SAS_TTL_MINUTES": "0"}, "SAS_TTL_MINUTES"),
+        ({"SAS_TTL_MINUTES": str(7 * 24 * 60 + 1)}, "SAS_TTL_MINUTES"),
+        ({"SAS_TTL_MINUTES": "an hour"}, "SAS_TTL_MINUTES"),
+        ({"MAX_WAIT_SECONDS": "230"}, "MAX_WAIT_SECONDS"),
+        ({"UPSTREAM_TIMEOUT_SECONDS": "-1"}, "UPSTREAM_TIMEOUT_SECONDS"),
+        ({"IMAGES_CONTAINER": "Images_Bad"}, "IMAGES_CONTAINER"),
+        ({"AzureWebJobsStorage__queueServiceUri": ""}, "AzureWebJobsStorage__queueServiceUri"),
+        ({"AzureWebJobsStorage__credential": "connectionstring"}, "AzureWebJobsStorage__credential"),
+        ({"AzureWebJobsStorage__blobServiceUri": ""}, "AzureWebJobsStorage"),
+        ({"ALLOW_LOCAL_WEBHOOKS": "maybe"}, "ALLOW_LOCAL_WEBHOOKS"),
+    ],
+)
+def test_a_bad_setting_is_named(changes: dict[str, str], named: str) -> None:
+    with pytest.raises(SettingsError) as caught:
+        Settings.from_env({**IDENTITY, **changes})
+    assert caught.value.name == named
+    assert named in str(caught.value)
