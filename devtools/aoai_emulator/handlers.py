@@ -29,8 +29,8 @@ from devtools.aoai_emulator.safety import (
 )
 from devtools.aoai_emulator.state import EmulatorState, Operation, StoredResult
 
-ENTRY_KEY = "aoai_entry"
-TRUNCATE_KEY = "aoai_truncate"
+ENTRY_KEY = web.RequestKey("aoai_entry", dict[str, Any])
+TRUNCATE_KEY = web.RequestKey("aoai_truncate", bool)
 _DATED_VERSION = re.compile(r"^\d{4}-\d{2}-\d{2}(-preview)?$")
 _OPERATION_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 FIRST_SYNC_IMAGES_VERSION = "2023-12-01"
@@ -54,8 +54,7 @@ def _not_found() -> ApiError:
 
 
 def entry(request: web.Request) -> dict[str, Any]:
-    result: dict[str, Any] = request[ENTRY_KEY]
-    return result
+    return request[ENTRY_KEY]
 
 
 class Handlers:

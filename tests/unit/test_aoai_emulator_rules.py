@@ -1,0 +1,291 @@
+"""Azure OpenAI emulator, in-process: images, per-model validation, auth, faults, quota."""
+
+from __future__ import annotations
+
+import io
+import time
+from typing import Any
+
+import pytest
+from PIL import Image
+
+from devtools.aoai_emulator.auth import AuthError, authenticate
+from devtools.aoai_emulator.errors import ApiError
+from devtools.aoai_emulator.faults import FaultQueue, FaultSpecError, parse_fault
+from devtools.aoai_emulator.images import render_image
+from devtools.aoai_emulator.models import DALL_E_2, DALL_E_3, GPT_IMAGE, LEGACY, ModelRules, usage, validate
+from devtools.aoai_emulator.state import Config, ConfigError, QuotaWindow
+from devtools.tokens import mint_access_token
+
+# ---- images ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("fmt", "pil_format", "width", "height"),
+    [
+        ("png", "PNG", 1024, 1024),
+        ("jpeg", "JPEG", 1536, 1024),
+        ("webp", "WEBP", 1024, 1792),
+        ("png", "PNG", 256, 256),
+    ],
+)
+def test_render_image_has_requested_format_and_size(
+    fmt: Any, pil_format: str, width: int, height: int
+) -> None:
+    data = render_image("a lighthouse", 0, width, height, output_format=fmt)
+    with Image.open(io.BytesIO(data)) as image:
+        assert image.format == pil_format
+        assert image.size == (width, height)
+
+
+def test_render_image_transparent_background_has_alpha() -> None:
+    data = render_image("a lighthouse", 0, 1024, 1024, transparent=True)
+    with Image.open(io.BytesIO(data)) as image:
+        assert image.mode == "RGBA"
+        alpha = image.getchannel("A")
+        low, high = alpha.getextrema()
+        assert low == 0  # some of the background is transparent
+        assert high == 255  # and the shapes are opaque
+
+
+def test_render_image_differs_per_prompt_and_index_and_is_deterministic() -> None:
+    first = render_image("a lighthouse", 0, 256, 256)
+    assert render_image("a lighthouse", 0, 256, 256) == first
+    assert render_image("a lighthouse", 1, 256, 256) != first
+    assert render_image("a lantern", 0, 256, 256) != first
+
+
+def test_render_image_is_fast() -> None:
+    render_image("warm-up", 0, 1024, 1024)
+    started = time.perf_counter()
+    for index in range(5):
+        render_image("a lighthouse", index, 1024, 1024)
+    average = (time.perf_counter() - started) / 5
+    assert average < 0.1  # well under 50 ms on a developer machine; generous for busy CI
+
+
+def test_jpeg_compression_changes_size() -> None:
+    small = render_image("x", 0, 512, 512, output_format="jpeg", compression=90)
+    large = render_image("x", 0, 512, 512, output_format="jpeg", compression=0)
+    assert len(small) < len(large)
+
+
+# ---- validation --------------------------------------------------------------------------------
+
+BAD_REQUESTS: list[tuple[ModelRules, dict[str, Any], str, str | None]] = [
+    (GPT_IMAGE, {}, "missing_required_parameter", "prompt"),
+    (GPT_IMAGE, {"prompt": ""}, "string_below_min_length", "prompt"),
+    (GPT_IMAGE, {"prompt": 7}, "invalid_type", "prompt"),
+    (GPT_IMAGE, {"prompt": "x" * 32001}, "string_above_max_length", "prompt"),
+    (DALL_E_3, {"prompt": "x" * 4001}, "string_above_max_length", "prompt"),
+    (DALL_E_2, {"prompt": "x" * 1001}, "string_above_max_length", "prompt"),
+    (GPT_IMAGE, {"prompt": "p", "n": 0}, "integer_below_min_value", "n"),
+    (GPT_IMAGE, {"prompt": "p", "n": 11}, "integer_above_max_value", "n"),
+    (GPT_IMAGE, {"prompt": "p", "n": "2"}, "invalid_type", "n"),
+    (DALL_E_3, {"prompt": "p", "n": 2}, "integer_above_max_value", "n"),
+    (DALL_E_2, {"prompt": "p", "n": 11}, "integer_above_max_value", "n"),
+    (LEGACY, {"prompt": "p", "n": 6}, "integer_above_max_value", "n"),
+    (GPT_IMAGE, {"prompt": "p", "size": "1792x1024"}, "invalid_value", "size"),
+    (DALL_E_3, {"prompt": "p", "size": "1024x1536"}, "invalid_value", "size"),
+    (DALL_E_2, {"prompt": "p", "size": "1792x1024"}, "invalid_value", "size"),
+    (LEGACY, {"prompt": "p", "size": "auto"}, "invalid_value", "size"),
+    (GPT_IMAGE, {"prompt": "p", "quality": "hd"}, "invalid_value", "quality"),
+    (DALL_E_3, {"prompt": "p", "quality": "high"}, "invalid_value", "quality"),
+    (DALL_E_3, {"prompt": "p", "style": "moody"}, "invalid_value", "style"),
+    (GPT_IMAGE, {"prompt": "p", "style": "vivid"}, "unknown_parameter", "style"),
+    (DALL_E_2, {"prompt": "p", "style": "vivid"}, "unknown_parameter", "style"),
+    (GPT_IMAGE, {"prompt": "p", "response_format": "url"}, "unknown_parameter", "response_format"),
+    (DALL_E_3, {"prompt": "p", "response_format": "png"}, "invalid_value", "response_format"),
+    (GPT_IMAGE, {"prompt": "p", "background": "green"}, "invalid_value", "background"),
+    (
+        GPT_IMAGE,
+        {"prompt": "p", "background": "transparent", "output_format": "jpeg"},
+        "invalid_value",
+        "background",
+    ),
+    (GPT_IMAGE, {"prompt": "p", "output_format": "gif"}, "invalid_value", "output_format"),
+    (GPT_IMAGE, {"prompt": "p", "output_compression": 50}, "invalid_value", "output_compression"),
+    (
+        GPT_IMAGE,
+        {"prompt": "p", "output_format": "jpeg", "output_compression": 101},
+        "integer_above_max_value",
+        "output_compression",
+    ),
+    (DALL_E_3, {"prompt": "p", "output_format": "png"}, "unknown_parameter", "output_format"),
+    (DALL_E_3, {"prompt": "p", "background": "opaque"}, "unknown_parameter", "background"),
+    (GPT_IMAGE, {"prompt": "p", "colour": "red"}, "unknown_parameter", "colour"),
+    (GPT_IMAGE, {"prompt": "p", "stream": True}, "invalid_value", "stream"),
+]
+
+
+@pytest.mark.parametrize(("rules", "body", "code", "param"), BAD_REQUESTS)
+def test_validate_rejects_like_azure(
+    rules: ModelRules, body: dict[str, Any], code: str, param: str | None
+) -> None:
+    with pytest.raises(ApiError) as caught:
+        validate(body, rules, "model")
+    error = caught.value
+    assert error.status == 400
+    assert error.code == code
+    assert error.param == param
+    assert error.body()["error"]["type"] == "invalid_request_error"
+
+
+def test_validate_fills_defaults_per_model() -> None:
+    gpt = validate({"prompt": "p", "model": "gpt-image-1"}, GPT_IMAGE, "gpt-image-1")
+    assert (gpt.width, gpt.height, gpt.size) == (1024, 1024, "1024x1024")
+    assert gpt.response_format == "b64_json"
+    assert gpt.output_format == "png"
+    dalle3 = validate({"prompt": "p"}, DALL_E_3, "dall-e-3")
+    assert (dalle3.response_format, dalle3.quality, dalle3.style) == ("url", "standard", "vivid")
+    dalle2 = validate({"prompt": "p", "n": 10, "size": "256x256"}, DALL_E_2, "dall-e-2")
+    assert (dalle2.n, dalle2.width) == (10, 256)
+
+
+def test_validate_accepts_the_documented_extremes() -> None:
+    assert validate({"prompt": "x" * 32000, "n": 10}, GPT_IMAGE, "m").n == 10
+    assert validate({"prompt": "p", "size": "1536x1024", "quality": "high"}, GPT_IMAGE, "m").width == 1536
+    webp = validate(
+        {"prompt": "p", "output_format": "webp", "background": "transparent", "output_compression": 0},
+        GPT_IMAGE,
+        "m",
+    )
+    assert (webp.output_format, webp.background, webp.output_compression) == ("webp", "transparent", 0)
+    assert validate({"prompt": "p", "n": 5}, LEGACY, "dall-e-2").n == 5
+
+
+def test_usage_counts_tokens() -> None:
+    request = validate({"prompt": "a" * 40, "n": 2, "quality": "low"}, GPT_IMAGE, "m")
+    counted = usage(request)
+    assert counted["input_tokens"] == 10
+    assert counted["output_tokens"] == 2 * 272
+    assert counted["total_tokens"] == counted["input_tokens"] + counted["output_tokens"]
+    assert counted["input_tokens_details"]["text_tokens"] == 10
+
+
+# ---- auth --------------------------------------------------------------------------------------
+
+
+def _token(resource: str = "https://cognitiveservices.azure.com", lifetime: int = 600, **kw: Any) -> str:
+    token, _ = mint_access_token(resource=resource, client_id=None, lifetime_seconds=lifetime, **kw)
+    return token
+
+
+def test_api_key_accepted_and_wrong_key_refused() -> None:
+    assert authenticate({"api-key": "k"}, api_key="k") == "api-key"
+    with pytest.raises(AuthError) as caught:
+        authenticate({"api-key": "nope"}, api_key="k")
+    assert caught.value.body() == {"error": {"code": "401", "message": caught.value.message}}
+    assert caught.value.message.startswith("Access denied due to invalid subscription key")
+
+
+def test_keys_refused_when_no_key_is_configured() -> None:
+    with pytest.raises(AuthError):
+        authenticate({"api-key": ""}, api_key=None)
+
+
+@pytest.mark.parametrize(
+    "resource", ["https://cognitiveservices.azure.com/.default", "https://ai.azure.com/"]
+)
+def test_bearer_tokens_for_accepted_audiences(resource: str) -> None:
+    assert authenticate({"Authorization": f"Bearer {_token(resource)}"}, api_key=None) == "bearer"
+
+
+@pytest.mark.parametrize(
+    "token",
+    [
+        _token("https://storage.azure.com"),
+        _token(now=time.time() - 7200, lifetime=3600),
+        _token(now=time.time() + 3600),  # not valid yet
+        "not-a-jwt",
+    ],
+    ids=["wrong-audience", "expired", "not-before", "garbage"],
+)
+def test_bad_bearer_tokens_are_unauthorized(token: str) -> None:
+    with pytest.raises(AuthError) as caught:
+        authenticate({"Authorization": f"Bearer {token}"}, api_key="k")
+    assert caught.value.status == 401
+    assert caught.value.code == "Unauthorized"
+    assert caught.value.kind == "invalid-token"
+
+
+def test_missing_credentials_and_denied_principal() -> None:
+    with pytest.raises(AuthError) as missing:
+        authenticate({}, api_key="k")
+    assert missing.value.code == "401"
+    token = _token()
+    from devtools.tokens import read_claims
+
+    oid = read_claims(token)["oid"]
+    with pytest.raises(AuthError) as denied:
+        authenticate({"Authorization": f"Bearer {token}"}, api_key=None, denied_object_ids=[oid])
+    assert denied.value.code == "PermissionDenied"
+
+
+# ---- faults, quota, config ---------------------------------------------------------------------
+
+
+def test_fault_queue_fires_for_the_next_n_matching_calls() -> None:
+    queue = FaultQueue()
+    queue.add(parse_fault({"kind": "500", "count": 2, "scope": "poll"}))
+    queue.add(parse_fault({"kind": "truncated"}))
+    assert queue.take("generate", "d") is None
+    first = queue.take("poll", None)
+    assert first is not None
+    assert first.kind == "500"
+    assert queue.take("poll", None) is not None
+    assert queue.take("poll", None) is None
+    truncated = queue.take("download", None)
+    assert truncated is not None
+    assert truncated.kind == "truncated"
+    assert queue.pending() == []
+
+
+def test_fault_scoped_to_a_deployment() -> None:
+    queue = FaultQueue()
+    queue.add(parse_fault({"kind": "429", "deployment": "a"}))
+    assert queue.take("generate", "b") is None
+    assert queue.take("generate", "a") is not None
+
+
+@pytest.mark.parametrize(
+    "spec",
+    [
+        {"kind": "418"},
+        {"kind": "500", "count": 0},
+        {"kind": "500", "scope": "admin"},
+        {"kind": "500", "x": 1},
+        [],
+    ],
+)
+def test_bad_fault_specs_are_refused(spec: object) -> None:
+    with pytest.raises(FaultSpecError):
+        parse_fault(spec)
+
+
+def test_quota_window_counts_images_per_minute() -> None:
+    quota = QuotaWindow()
+    assert quota.reserve("d", 3, 5, now=100.0) is None
+    assert quota.reserve("d", 2, 5, now=110.0) is None
+    wait = quota.reserve("d", 1, 5, now=120.0)
+    assert wait == pytest.approx(40.0)  # the first 3 images leave the window at t=160
+    assert quota.reserve("other", 5, 5, now=120.0) is None
+    assert quota.reserve("d", 1, 5, now=161.0) is None
+    assert quota.reserve("d", 1, None, now=161.0) is None
+
+
+def test_config_update_is_checked_and_all_or_nothing() -> None:
+    config = Config()
+    config.update({"latency_seconds": 0, "deployments": {"img": "gpt-image-1"}})
+    assert config.deployments == {"img": "gpt-image-1"}
+    with pytest.raises(ConfigError):
+        config.update({"latency_seconds": 1, "deployments": {"chat": "gpt-4o"}})
+    assert config.latency_seconds == 0.0
+    for bad in (
+        {"nope": 1},
+        {"latency_seconds": -1},
+        {"content_filter_words": "x"},
+        {"images_per_minute": 1.5},
+    ):
+        with pytest.raises(ConfigError):
+            config.update(bad)
