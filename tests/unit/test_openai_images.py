@@ -1,0 +1,335 @@
+"""The Azure OpenAI client against a scripted in-process HTTP server (real aiohttp on loopback).
+
+Sleeps are recorded, not slept, so retry timing is asserted exactly and the tests stay fast.
+"""
+
+from __future__ import annotations
+
+import base64
+import inspect
+import io
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import replace
+from typing import Any
+
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestServer
+from PIL import Image
+
+from imagegen.errors import ContentFiltered, InvalidRequest, UpstreamError, UpstreamThrottled, UpstreamTimeout
+from imagegen.models import DALL_E_2, GPT_IMAGE, ImageRequest
+from imagegen.openai_images import AzureOpenAIImages
+from imagegen.settings import DEFAULT_API_VERSIONS, ApiStyle, Settings, StorageSettings
+
+
+def _png(width: int = 32, height: int = 16) -> bytes:
+    buffer = io.BytesIO()
+    Image.new("RGB", (width, height), (1, 2, 3)).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+Handler = Callable[[web.Request], web.StreamResponse]
+
+
+class Script:
+    """Answers requests in order; records what arrived."""
+
+    def __init__(self) -> None:
+        self.answers: list[Handler] = []
+        self.seen: list[tuple[str, str, dict[str, str], Any]] = []
+
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        body = await request.json() if request.can_read_body else None
+        self.seen.append((request.method, request.path_qs, dict(request.headers), body))
+        answer = self.answers.pop(0)(request)
+        if inspect.isawaitable(answer):
+            answer = await answer
+        return answer
+
+
+@pytest.fixture
+async def server() -> AsyncIterator[tuple[TestServer, Script]]:
+    script = Script()
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", script.handle)
+    test_server = TestServer(app)
+    await test_server.start_server()
+    yield test_server, script
+    await test_server.close()
+
+
+class Sleeps:
+    def __init__(self) -> None:
+        self.calls: list[float] = []
+
+    async def __call__(self, seconds: float) -> None:
+        self.calls.append(seconds)
+
+
+def _client(
+    server: TestServer, style: ApiStyle = ApiStyle.DEPLOYMENTS, *, api_key: str | None = "k"
+) -> tuple[AzureOpenAIImages, Sleeps]:
+    settings = Settings(
+        openai_endpoint=str(server.make_url("")).rstrip("/"),
+        api_style=style,
+        deployment="dep",
+        model="dall-e-2" if style is ApiStyle.LEGACY else "gpt-image-1",
+        api_version=DEFAULT_API_VERSIONS[style],
+        openai_scope="https://cognitiveservices.azure.com/.default",
+        storage=StorageSettings("http://b", "http://q", connection_string="x"),
+        api_key=api_key,
+    )
+    sleeps = Sleeps()
+
+    async def token() -> str:
+        return "a-token"
+
+    rules = DALL_E_2 if style is ApiStyle.LEGACY else GPT_IMAGE
+    return AzureOpenAIImages(settings, rules, token_provider=None if api_key else token, sleep=sleeps), sleeps
+
+
+def ok_images(count: int = 1) -> Handler:
+    data = base64.b64encode(_png()).decode()
+    return lambda _: web.json_response({"created": 1, "data": [{"b64_json": data}] * count})
+
+
+def status(code: int, headers: dict[str, str] | None = None, body: Any = None) -> Handler:
+    return lambda _: web.json_response(
+        body or {"error": {"code": str(code), "message": "x"}}, status=code, headers=headers
+    )
+
+
+REQUEST = ImageRequest(prompt="a red fox", n=2)
+
+
+def _deadline(seconds: float = 30) -> float:
+    return time.monotonic() + seconds
+
+
+async def test_deployments_dialect_sends_the_azure_request(server: tuple[TestServer, Script]) -> None:
+    test_server, script = server
+    client, _ = _client(test_server)
+    script.answers = [ok_images(2)]
+    images = await client.generate(REQUEST, operation_id="op", deadline=_deadline())
+    await client.close()
+    method, path, headers, body = script.seen[0]
+    assert (method, path) == (
+        "POST",
+        "/openai/deployments/dep/images/generations?api-version=2025-04-01-preview",
+    )
+    assert headers["api-key"] == "k"
+    assert body == {"prompt": "a red fox", "n": 2, "size": "1024x1024", "output_format": "png"}
+    assert [(i.info.width, i.info.height, i.info.content_type) for i in images] == [(32, 16, "image/png")] * 2
+
+
+async def test_v1_dialect_puts_the_model_in_the_body_and_uses_entra(
+    server: tuple[TestServer, Script],
+) -> None:
+    test_server, script = server
+    client, _ = _client(test_server, ApiStyle.V1, api_key=None)
+    script.answers = [ok_images(2)]
+    await client.generate(REQUEST, operation_id="op", deadline=_deadline())
+    await client.close()
+    _, path, headers, body = script.seen[0]
+    assert path == "/openai/v1/images/generations"
+    assert body["model"] == "dep"
+    assert headers["Authorization"] == "Bearer a-token"
+    assert "api-key" not in headers
+
+
+async def test_429_waits_retry_after_ms_then_succeeds(server: tuple[TestServer, Script]) -> None:
+    test_server, script = server
+    client, sleeps = _client(test_server)
+    script.answers = [status(429, {"retry-after": "3", "retry-after-ms": "1500"}), ok_images(2)]
+    images = await client.generate(REQUEST, operation_id="op", deadline=_deadline())
+    await client.close()
+    assert len(images) == 2
+    assert sleeps.calls == [1.5]
+
+
+async def test_persistent_429_becomes_throttled_with_retry_after(server: tuple[TestServer, Script]) -> None:
+    test_server, script = server
+    client, sleeps = _client(test_server)
+    script.answers = [status(429, {"retry-after": "2"})] * 6
+    with pytest.raises(UpstreamThrottled) as caught:
+        await client.generate(REQUEST, operation_id="op", deadline=_deadline())
+    await client.close()
+    assert caught.value.retry_after == 2
+    assert sleeps.calls == [2.0] * 5
+
+
+async def test_429_longer_than_the_deadline_gives_up_at_once(server: tuple[TestServer, Script]) -> None:
+    test_server, script = server
+    client, sleeps = _client(test_server)
+    script.answers = [status(429, {"retry-after": "60"})]
+    with pytest.raises(UpstreamThrottled):
+        await client.generate(REQUEST, operation_id="op", deadline=_deadline(10))
+    await client.close()
+    assert sleeps.calls == []
+
+
+async def test_5xx_backs_off_and_then_reports_upstream_error(server: tuple[TestServer, Script]) -> None:
+    test_server, script = server
+    client, sleeps = _client(test_server)
+    script.answers = [status(500), status(503)] * 3
+    with pytest.raises(UpstreamError):
+        await client.generate(REQUEST, operation_id="op", deadline=_deadline())
+    await client.close()
+    assert len(sleeps.calls) == 5
+    assert sleeps.calls == sorted(sleeps.calls) or max(sleeps.calls) <= 8
+
+
+async def test_content_policy_violation_carries_the_categories(server: tuple[TestServer, Script]) -> None:
+    test_server, script = server
+    client, _ = _client(test_server)
+    body = {
+        "error": {
+            "code": "content_policy_violation",
+            "message": "blocked",
+            "inner_error": {
+                "code": "ResponsibleAIPolicyViolation",
+                "content_filter_results": {
+                    "violence": {"filtered": True, "severity": "high"},
+                    "hate": {"filtered": False, "severity": "safe"},
+                },
+            },
+        }
+    }
+    script.answers = [status(400, body=body)]
+    with pytest.raises(ContentFiltered) as caught:
+        await client.generate(REQUEST, operation_id="op", deadline=_deadline())
+    await client.close()
+    assert caught.value.details == {"categories": {"violence": {"filtered": True, "severity": "high"}}}
+
+
+async def test_other_400_is_the_callers_invalid_request(server: tuple[TestServer, Script]) -> None:
+    test_server, script = server
+    client, _ = _client(test_server)
+    script.answers = [
+        status(400, body={"error": {"code": "invalid_value", "message": "bad size", "param": "size"}})
+    ]
+    with pytest.raises(InvalidRequest) as caught:
+        await client.generate(REQUEST, operation_id="op", deadline=_deadline())
+    await client.close()
+    assert caught.value.field == "size"
+
+
+async def test_a_hang_ends_at_the_deadline(server: tuple[TestServer, Script]) -> None:
+    test_server, script = server
+    client, _ = _client(test_server)
+
+    async def hang(_: web.Request) -> web.Response:
+        import asyncio
+
+        await asyncio.sleep(5)
+        return web.Response()
+
+    script.answers = [hang]  # type: ignore[list-item]
+    started = time.monotonic()
+    with pytest.raises(UpstreamTimeout):
+        await client.generate(REQUEST, operation_id="op", deadline=_deadline(0.5))
+    await client.close()
+    assert time.monotonic() - started < 2
+
+
+def _legacy_poll(
+    state: str, retry_after: str | None = None, result: Any = None, error: Any = None
+) -> Handler:
+    def answer(_: web.Request) -> web.Response:
+        body: dict[str, Any] = {"id": "op1", "created": 1, "status": state}
+        if result is not None:
+            body["result"] = result
+        if error is not None:
+            body["error"] = error
+        return web.json_response(body, headers={"retry-after": retry_after} if retry_after else None)
+
+    return answer
+
+
+async def test_legacy_submits_once_polls_fast_then_downloads(server: tuple[TestServer, Script]) -> None:
+    test_server, script = server
+    client, sleeps = _client(test_server, ApiStyle.LEGACY)
+    op_url = str(test_server.make_url("/openai/operations/images/op1?api-version=2023-06-01-preview"))
+    result_url = str(test_server.make_url("/results/0.png"))
+    reported: list[str] = []
+
+    async def on_operation(url: str) -> None:
+        reported.append(url)
+
+    script.answers = [
+        lambda _: web.json_response(
+            {"id": "op1", "status": "notRunning"}, status=202, headers={"operation-location": op_url}
+        ),
+        _legacy_poll("notRunning", "1"),
+        _legacy_poll("running", "1"),
+        _legacy_poll("succeeded", result={"created": 1, "data": [{"url": result_url}]}),
+        lambda _: web.Response(body=_png(), content_type="image/png"),
+    ]
+    images = await client.generate(
+        replace(REQUEST, n=1), operation_id="job-1", deadline=_deadline(), on_operation=on_operation
+    )
+    await client.close()
+    assert reported == [op_url]
+    submit = script.seen[0]
+    assert submit[1] == "/openai/images/generations:submit?api-version=2023-06-01-preview"
+    assert submit[2]["Operation-Id"] == "job-1"
+    assert submit[3] == {"prompt": "a red fox", "n": 1, "size": "1024x1024"}
+    assert "api-key" not in script.seen[-1][2]  # the result URL is pre-signed: no credentials sent
+    assert images[0].info.width == 32
+    assert sleeps.calls[0] < 0.1  # starts fast, not the quickstart's fixed 1 s
+    assert all(s <= 1.0 for s in sleeps.calls)
+
+
+async def test_legacy_resumes_a_stored_operation_without_submitting(
+    server: tuple[TestServer, Script],
+) -> None:
+    test_server, script = server
+    client, _ = _client(test_server, ApiStyle.LEGACY)
+    op_url = str(test_server.make_url("/openai/operations/images/op1"))
+    data = base64.b64encode(_png()).decode()
+    script.answers = [_legacy_poll("succeeded", result={"data": [{"b64_json": data}]})]
+    await client.generate(REQUEST, operation_id="job-1", deadline=_deadline(), operation_url=op_url)
+    await client.close()
+    assert [seen[0] for seen in script.seen] == ["GET"]
+
+
+async def test_legacy_content_filter_and_filtered_output(server: tuple[TestServer, Script]) -> None:
+    test_server, script = server
+    client, _ = _client(test_server, ApiStyle.LEGACY)
+    op_url = str(test_server.make_url("/op"))
+    script.answers = [_legacy_poll("failed", error={"code": "contentFilter", "message": "safety"})]
+    with pytest.raises(ContentFiltered):
+        await client.generate(REQUEST, operation_id="j", deadline=_deadline(), operation_url=op_url)
+    script.answers = [
+        _legacy_poll(
+            "succeeded",
+            result={"data": [{"url": "http://x"}, {"error": {"code": "contentFilter", "message": "m"}}]},
+        )
+    ]
+    with pytest.raises(ContentFiltered) as caught:
+        await client.generate(REQUEST, operation_id="j", deadline=_deadline(), operation_url=op_url)
+    await client.close()
+    assert caught.value.details == {"images": [{"index": 1, "categories": {}}]}
+
+
+async def test_a_truncated_download_is_fetched_again(server: tuple[TestServer, Script]) -> None:
+    test_server, script = server
+    client, _ = _client(test_server, ApiStyle.LEGACY)
+    op_url = str(test_server.make_url("/op"))
+    result_url = str(test_server.make_url("/r.png"))
+    whole = _png()
+    script.answers = [
+        _legacy_poll("succeeded", result={"data": [{"url": result_url}]}),
+        lambda _: web.Response(body=whole[: len(whole) // 2], content_type="image/png"),
+        lambda _: web.Response(body=whole, content_type="image/png"),
+    ]
+    images = await client.generate(REQUEST, operation_id="j", deadline=_deadline(), operation_url=op_url)
+    assert images[0].data == whole
+    script.answers = [_legacy_poll("succeeded", result={"data": [{"url": result_url}]})] + [
+        lambda _: web.Response(body=whole[:40], content_type="image/png")
+    ] * 3
+    with pytest.raises(UpstreamError):
+        await client.generate(REQUEST, operation_id="j", deadline=_deadline(), operation_url=op_url)
+    await client.close()
