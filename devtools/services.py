@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import secrets
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -143,3 +143,36 @@ def start_aoai_emulator(
     scheme = "https" if tls is not None else "http"
     base = f"{scheme}://127.0.0.1:{port}"
     return process, AoaiEndpoint(base, f"{base}/_emulator", api_key, tls.ca_cert if tls else None)
+
+
+@dataclass(frozen=True)
+class DevhostEndpoint:
+    base_url: str  # e.g. http://127.0.0.1:7071 (routes are under {base_url}/api)
+    function_key: str
+
+
+def start_devhost(
+    *,
+    log_dir: Path,
+    port: int | None = None,
+    app: str = "function_app:app",
+    settings: Mapping[str, str],
+    function_key: str,
+    extra_env: Mapping[str, str] | None = None,
+    script_root: Path = REPO_ROOT,
+    extra_args: Sequence[str] = (),
+) -> tuple[ManagedProcess, DevhostEndpoint]:
+    """The dev host (devtools/devhost) serving `app` from `script_root` (its host.json).
+
+    `settings` reach the app as environment variables, which win over the script root's
+    local.settings.json(.example), as with `func start`. The key travels in the environment
+    (DEVHOST_FUNCTION_KEY), not on the command line. Ready when the port accepts connections.
+    """
+    port = port or free_port()
+    env = {**settings, "DEVHOST_FUNCTION_KEY": function_key, **(extra_env or {})}
+    argv = python_module_argv(
+        "devtools.devhost", "--host", "127.0.0.1", "--port", str(port), "--app", app,
+        "--script-root", str(script_root), *extra_args,
+    )  # fmt: skip
+    process = start_process("devhost", argv, log_dir=log_dir, env=env, ready_ports=(port,), timeout=60)
+    return process, DevhostEndpoint(f"http://127.0.0.1:{port}", function_key)

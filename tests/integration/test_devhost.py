@@ -1,0 +1,337 @@
+"""The dev host as a process, with the tiny app in devhost_apps/basic, against Azurite (account key).
+
+Covers the Functions host contract the rest of the suite relies on: routes, keys, 404/401/413/500,
+queue triggers with base64 messages, output bindings, dequeue counts, poison, lease renewal and
+what happens to in-flight messages when the host stops.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import json
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+from azure.core.exceptions import ResourceExistsError
+from azure.storage.queue import QueueClient, QueueServiceClient
+
+from devtools.procs import ManagedProcess
+from devtools.services import AzuriteEndpoints, DevhostEndpoint, start_devhost
+
+APP_ROOT = Path(__file__).parent / "devhost_apps" / "basic"
+FUNCTION_KEY = "test-function-key-" + uuid.uuid4().hex
+MASTER_KEY = "test-master-key-" + uuid.uuid4().hex
+
+pytestmark = pytest.mark.integration
+
+
+def queue_names() -> dict[str, str]:
+    suffix = uuid.uuid4().hex[:10]
+    return {
+        "QUEUE_IN": f"dh-in-{suffix}",
+        "QUEUE_SEEN": f"dh-seen-{suffix}",
+        "QUEUE_FAIL": f"dh-fail-{suffix}",
+        "QUEUE_SLOW": f"dh-slow-{suffix}",
+    }
+
+
+def wait_for(condition: Callable[[], Any], timeout: float = 15.0, interval: float = 0.1) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout}s")
+        time.sleep(interval)
+
+
+def send_base64(queue: QueueClient, text: str) -> None:
+    queue.send_message(base64.b64encode(text.encode()).decode())
+
+
+def drain_json(queue: QueueClient) -> list[dict[str, Any]]:
+    """Read (and delete) every visible message of an output queue, decoded from base64 JSON."""
+    found = []
+    for message in queue.receive_messages(max_messages=32):
+        found.append(json.loads(base64.b64decode(message.content)))
+        queue.delete_message(message)
+    return found
+
+
+class DevhostUnderTest:
+    def __init__(self, azurite: AzuriteEndpoints, tmp_path: Path, **extra_env: str) -> None:
+        self.queues = queue_names()
+        self.record_dir = tmp_path / "records"
+        self.record_dir.mkdir(exist_ok=True)
+        self.log_dir = tmp_path / "logs"
+        self.settings = {
+            "AzureWebJobsStorage": azurite.connection_string,
+            "RECORD_DIR": str(self.record_dir),
+            **self.queues,
+        }
+        self.extra_env = {"DEVHOST_MASTER_KEY": MASTER_KEY, **extra_env}
+        self.service = QueueServiceClient.from_connection_string(azurite.connection_string)
+        self.process: ManagedProcess | None = None
+        self.endpoint: DevhostEndpoint | None = None
+
+    def start(self) -> DevhostEndpoint:
+        self.process, self.endpoint = start_devhost(
+            log_dir=self.log_dir,
+            app="function_app:app",
+            settings=self.settings,
+            function_key=FUNCTION_KEY,
+            extra_env=self.extra_env,
+            script_root=APP_ROOT,
+        )
+        return self.endpoint
+
+    def queue(self, setting: str, suffix: str = "") -> QueueClient:
+        client = self.service.get_queue_client(self.queues[setting] + suffix)
+        with contextlib.suppress(ResourceExistsError):
+            client.create_queue()
+        return client
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.stop()
+
+    def log_text(self) -> str:
+        return self.process.log_text() if self.process else ""
+
+
+@pytest.fixture(scope="module")
+def devhost_module(
+    azurite_plain: AzuriteEndpoints, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[DevhostUnderTest]:
+    under_test = DevhostUnderTest(azurite_plain, tmp_path_factory.mktemp("devhost"))
+    under_test.start()
+    yield under_test
+    under_test.stop()
+
+
+@pytest.fixture
+def devhost(devhost_module: DevhostUnderTest) -> DevhostUnderTest:
+    return devhost_module
+
+
+@pytest.fixture
+def api(devhost: DevhostUnderTest) -> str:
+    assert devhost.endpoint is not None
+    return devhost.endpoint.base_url + "/api"
+
+
+# --- HTTP -----------------------------------------------------------------------------------------
+
+
+def test_async_route_with_parameters_gets_bytes_body_query_and_headers(api: str) -> None:
+    response = requests.post(
+        f"{api}/items/42/widget?x=1&code={FUNCTION_KEY}",
+        data=b"\x00\x01abc",
+        headers={"X-Test": "yes"},
+        timeout=10,
+    )
+    assert response.status_code == 200, response.text
+    assert response.headers["Content-Type"] == "application/json"
+    seen = response.json()
+    assert seen["method"] == "POST"
+    assert seen["route_params"] == {"id": "42", "name": "widget"}
+    assert seen["params"]["x"] == "1"
+    assert seen["body_length"] == 5
+    assert seen["body_is_bytes"] is True
+    assert seen["x_test"] == "yes"
+    assert seen["url"].startswith(f"{api}/items/42/widget?")
+
+
+def test_optional_parameter_and_header_key(api: str) -> None:
+    response = requests.get(f"{api}/items/7", headers={"x-functions-key": FUNCTION_KEY}, timeout=10)
+    assert response.status_code == 200
+    assert response.json()["route_params"] == {"id": "7"}
+
+
+def test_constraint_mismatch_wrong_method_and_unknown_path_are_404(api: str) -> None:
+    key = {"x-functions-key": FUNCTION_KEY}
+    assert requests.get(f"{api}/items/not-a-number", headers=key, timeout=10).status_code == 404
+    # A known path with a method the function does not allow: the host answers 404, not 405.
+    wrong_method = requests.put(f"{api}/items/7", headers=key, timeout=10)
+    assert wrong_method.status_code == 404
+    assert wrong_method.content == b""
+    assert requests.get(f"{api}/nothing-here", headers=key, timeout=10).status_code == 404
+    assert requests.get(api.removesuffix("/api") + "/hello", timeout=10).status_code == 404  # no prefix
+
+
+def test_literal_route_wins_over_parameter_route_for_its_method(api: str) -> None:
+    key = {"x-functions-key": FUNCTION_KEY}
+    assert requests.delete(f"{api}/items/special", headers=key, timeout=10).status_code == 202
+
+
+def test_anonymous_sync_route_with_context_runs_on_a_thread(api: str) -> None:
+    response = requests.get(f"{api}/hello", timeout=10)
+    assert response.status_code == 200
+    assert response.text.startswith("hello from hello on ")
+    assert "MainThread" not in response.text
+    assert response.headers["Content-Type"] == "text/plain; charset=utf-8"
+    assert uuid.UUID(response.headers["X-Invocation-Id"])
+
+
+@pytest.mark.parametrize(
+    ("headers", "query"),
+    [({}, ""), ({"x-functions-key": "wrong"}, ""), ({}, "?code=wrong"), ({"x-functions-key": ""}, "?code=")],
+)
+def test_function_route_without_a_valid_key_is_401_with_empty_body(
+    api: str, headers: dict[str, str], query: str
+) -> None:
+    response = requests.get(f"{api}/items/1{query}", headers=headers, timeout=10)
+    assert response.status_code == 401
+    assert response.content == b""
+
+
+def test_admin_route_needs_the_master_key(api: str) -> None:
+    assert requests.get(f"{api}/admin-only?code={FUNCTION_KEY}", timeout=10).status_code == 401
+    response = requests.get(f"{api}/admin-only", headers={"x-functions-key": MASTER_KEY}, timeout=10)
+    assert response.status_code == 200
+    assert response.text == "admin"
+    # The master key also opens function-level routes.
+    assert requests.get(f"{api}/items/1?code={MASTER_KEY}", timeout=10).status_code == 200
+
+
+def test_exception_is_500_without_details_and_logged(api: str, devhost: DevhostUnderTest) -> None:
+    response = requests.get(f"{api}/boom", timeout=10)
+    assert response.status_code == 500
+    assert b"do-not-leak" not in response.content
+    assert response.content == b""
+    wait_for(lambda: "do-not-leak-this-detail" in devhost.log_text())
+
+
+def test_body_over_100_mb_is_413(api: str) -> None:
+    too_big = b"x" * (100 * 1024 * 1024 + 1)
+    response = requests.post(f"{api}/items/1?code={FUNCTION_KEY}", data=too_big, timeout=60)
+    assert response.status_code == 413
+
+
+def test_request_log_has_path_status_and_duration_but_no_key_or_query(
+    api: str, devhost: DevhostUnderTest
+) -> None:
+    marker = uuid.uuid4().hex
+    requests.get(f"{api}/items/99/{marker}?code={FUNCTION_KEY}&secret=s3cr3t", timeout=10)
+    line = wait_for(
+        lambda: next(
+            (ln for ln in devhost.log_text().splitlines() if marker in ln and "http GET" in ln), None
+        )
+    )
+    assert f"http GET /api/items/99/{marker} 200 " in line
+    assert line.endswith("ms")
+    log_text = devhost.log_text()
+    assert FUNCTION_KEY not in log_text
+    assert MASTER_KEY not in log_text
+    assert "s3cr3t" not in log_text
+
+
+# --- queues ---------------------------------------------------------------------------------------
+
+
+def test_queue_trigger_decodes_base64_and_output_binding_writes_base64(devhost: DevhostUnderTest) -> None:
+    queue_in = devhost.queue("QUEUE_IN")
+    seen = devhost.queue("QUEUE_SEEN")
+    send_base64(queue_in, "héllo wörld")
+    [record] = wait_for(lambda: drain_json(seen))
+    assert record["function"] == "record"
+    assert record["body"] == "héllo wörld"
+    assert record["dequeue_count"] == 1
+    assert record["has_pop_receipt"]
+    assert record["has_insertion_time"]
+    # Success deleted the trigger message.
+    assert queue_in.get_queue_properties().approximate_message_count == 0
+
+
+def test_http_output_binding_feeds_a_queue_trigger(api: str, devhost: DevhostUnderTest) -> None:
+    seen = devhost.queue("QUEUE_SEEN")
+    assert requests.post(f"{api}/enqueue", data="from-http", timeout=10).status_code == 202
+    [record] = wait_for(lambda: drain_json(seen))
+    assert record["body"] == "from-http"
+
+
+def test_a_batch_runs_concurrently(devhost: DevhostUnderTest) -> None:
+    slow = devhost.queue("QUEUE_SLOW")
+    seen = devhost.queue("QUEUE_SEEN")
+    started = time.monotonic()
+    for _ in range(4):  # batchSize 4, each sleeps 1 s
+        send_base64(slow, "1")
+    records: list[dict[str, Any]] = []
+    wait_for(lambda: records.extend(drain_json(seen)) or len(records) >= 4, timeout=20)
+    assert time.monotonic() - started < 3.5
+    assert {r["dequeue_count"] for r in records} == {1}
+
+
+def test_failing_function_retries_then_goes_to_poison_with_the_same_body(devhost: DevhostUnderTest) -> None:
+    fail = devhost.queue("QUEUE_FAIL")
+    poison = devhost.queue("QUEUE_FAIL", "-poison")
+    body = f"doomed-{uuid.uuid4().hex[:8]}"
+    encoded = base64.b64encode(body.encode()).decode()
+    fail.send_message(encoded)
+    [poisoned] = wait_for(lambda: list(poison.receive_messages(max_messages=32)))
+    assert poisoned.content == encoded  # still base64, unchanged
+    attempts = (devhost.record_dir / "attempts.txt").read_text().splitlines()
+    assert [line for line in attempts if line.startswith(body)] == [f"{body} 1", f"{body} 2", f"{body} 3"]
+    assert fail.get_queue_properties().approximate_message_count == 0
+    assert "reached maxDequeueCount of 3" in devhost.log_text()
+
+
+def test_invalid_base64_fails_like_a_function_error(devhost: DevhostUnderTest) -> None:
+    fail = devhost.queue("QUEUE_IN")
+    poison = devhost.queue("QUEUE_IN", "-poison")
+    fail.send_message("not base64 at all!")
+    [poisoned] = wait_for(lambda: list(poison.receive_messages(max_messages=32)))
+    assert poisoned.content == "not base64 at all!"
+
+
+# --- leases and stopping (each test has its own dev host) -------------------------------------------
+
+
+def test_long_function_keeps_its_message_invisible(azurite_plain: AzuriteEndpoints, tmp_path: Path) -> None:
+    """A 2 s lease renewed every 1 s: a 3.5 s function runs once, with dequeue count 1."""
+    under_test = DevhostUnderTest(azurite_plain, tmp_path, DEVHOST_QUEUE_LEASE_SECONDS="2")
+    under_test.start()
+    try:
+        slow = under_test.queue("QUEUE_SLOW")
+        seen = under_test.queue("QUEUE_SEEN")
+        send_base64(slow, "3.5")
+        [record] = wait_for(lambda: drain_json(seen), timeout=15)
+        assert record["dequeue_count"] == 1
+        time.sleep(1)
+        assert drain_json(seen) == []
+        assert not (under_test.record_dir / "slow-started-2").exists()
+    finally:
+        under_test.stop()
+
+
+def test_stopped_host_abandons_in_flight_message_which_reappears_after_its_lease(
+    azurite_plain: AzuriteEndpoints, tmp_path: Path
+) -> None:
+    under_test = DevhostUnderTest(
+        azurite_plain, tmp_path, DEVHOST_QUEUE_LEASE_SECONDS="2", DEVHOST_DRAIN_SECONDS="0.2"
+    )
+    under_test.start()
+    slow = under_test.queue("QUEUE_SLOW")
+    seen = under_test.queue("QUEUE_SEEN")
+    send_base64(slow, "30")
+    wait_for(lambda: (under_test.record_dir / "slow-started-1").exists())
+    stop_started = time.monotonic()
+    under_test.stop()
+    assert time.monotonic() - stop_started < 5
+    assert "abandoned 1 queue invocation" in under_test.log_text()
+    # Not deleted, not released: invisible until the lease ends, then back with dequeue count 2.
+    assert slow.peek_messages() == []
+    wait_for(lambda: slow.peek_messages(), timeout=5)
+    under_test.start()
+    try:
+        wait_for(lambda: (under_test.record_dir / "slow-started-2").exists(), timeout=10)
+    finally:
+        under_test.stop()
+    assert drain_json(seen) == []
