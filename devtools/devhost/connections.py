@@ -104,9 +104,12 @@ class QueueServices:
         verify: str | bool = spec.ca_file or True
         client: QueueServiceClient
         if spec.connection_string is not None:
-            client = QueueServiceClient.from_connection_string(
-                spec.connection_string, connection_verify=verify
-            )
+            try:
+                client = QueueServiceClient.from_connection_string(
+                    spec.connection_string, connection_verify=verify
+                )
+            except ValueError as error:  # the SDK's message names no secret
+                raise ConnectionSettingError(f"{connection_name}: {error}") from error
         else:
             assert spec.queue_service_uri is not None
             credential: AsyncTokenCredential
