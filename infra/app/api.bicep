@@ -1,0 +1,233 @@
+// The function app on Flex Consumption, and its app settings. The settings here are exactly the
+// names imagegen's Settings reads in Azure (DEPLOYED_SETTING_NAMES) plus the two platform settings
+// for Application Insights; tests/unit/test_infra.py keeps the two lists equal.
+param name string
+param location string = resourceGroup().location
+param tags object = {}
+
+@description('azd service name (azure.yaml) that this app hosts.')
+param serviceName string = 'api'
+
+param planId string
+
+@description('Resource id of the user-assigned identity used for everything.')
+param identityId string
+param identityClientId string
+
+param storageBlobEndpoint string
+param storageQueueEndpoint string
+param deploymentContainerName string
+param applicationInsightsName string
+
+@allowed([
+  '3.10'
+  '3.11'
+  '3.12'
+])
+param pythonVersion string = '3.11'
+
+@allowed([
+  512
+  2048
+  4096
+])
+param instanceMemoryMB int = 2048
+
+@minValue(1)
+@maxValue(1000)
+param maximumInstanceCount int = 40
+
+@minValue(1)
+@maxValue(1000)
+param httpPerInstanceConcurrency int = 16
+
+param openAiEndpoint string
+param openAiApiStyle string
+param openAiDeploymentName string
+param openAiModelName string
+param openAiApiVersion string
+param openAiScope string
+
+param imagesContainerName string
+param jobsContainerName string
+param sasTtlMinutes int
+param maxWaitSeconds int
+param upstreamTimeoutSeconds int
+
+param webhooksEnabled bool
+@description('Versionless Key Vault URI of the webhook signing secret (ignored when webhooks are off).')
+param webhookSecretReferenceUri string = ''
+
+resource applicationInsights 'Microsoft.Insights/components@2020-02-02' existing = {
+  name: applicationInsightsName
+}
+
+// Host storage: identity-based AzureWebJobsStorage (no connection string, no account key).
+var hostStorageSettings = [
+  {
+    name: 'AzureWebJobsStorage__blobServiceUri'
+    value: storageBlobEndpoint
+  }
+  {
+    name: 'AzureWebJobsStorage__queueServiceUri'
+    value: storageQueueEndpoint
+  }
+  {
+    name: 'AzureWebJobsStorage__credential'
+    value: 'managedidentity'
+  }
+  {
+    name: 'AzureWebJobsStorage__clientId'
+    value: identityClientId
+  }
+]
+
+// Platform: telemetry accepted only with an Entra token for the identity.
+var monitoringSettings = [
+  {
+    name: 'APPLICATIONINSIGHTS_CONNECTION_STRING'
+    value: applicationInsights.properties.ConnectionString
+  }
+  {
+    name: 'APPLICATIONINSIGHTS_AUTHENTICATION_STRING'
+    value: 'ClientId=${identityClientId};Authorization=AAD'
+  }
+]
+
+// The app's own settings. AZURE_OPENAI_API_KEY is deliberately absent: Entra ID only.
+var applicationSettings = [
+  {
+    name: 'AZURE_OPENAI_ENDPOINT'
+    value: openAiEndpoint
+  }
+  {
+    name: 'AZURE_OPENAI_API_STYLE'
+    value: openAiApiStyle
+  }
+  {
+    name: 'AZURE_OPENAI_DEPLOYMENT'
+    value: openAiDeploymentName
+  }
+  {
+    name: 'AZURE_OPENAI_MODEL'
+    value: openAiModelName
+  }
+  {
+    name: 'AZURE_OPENAI_API_VERSION'
+    value: openAiApiVersion
+  }
+  {
+    name: 'AZURE_OPENAI_SCOPE'
+    value: openAiScope
+  }
+  {
+    name: 'AZURE_CLIENT_ID'
+    value: identityClientId
+  }
+  {
+    name: 'IMAGES_CONTAINER'
+    value: imagesContainerName
+  }
+  {
+    name: 'JOBS_CONTAINER'
+    value: jobsContainerName
+  }
+  {
+    name: 'SAS_TTL_MINUTES'
+    value: string(sasTtlMinutes)
+  }
+  {
+    name: 'MAX_WAIT_SECONDS'
+    value: string(maxWaitSeconds)
+  }
+  {
+    name: 'UPSTREAM_TIMEOUT_SECONDS'
+    value: string(upstreamTimeoutSeconds)
+  }
+]
+
+// Resolved by the platform with keyVaultReferenceIdentity; the value never appears in the template.
+var webhookSettings = webhooksEnabled ? [
+  {
+    name: 'WEBHOOK_SECRET'
+    value: '@Microsoft.KeyVault(SecretUri=${webhookSecretReferenceUri})'
+  }
+] : []
+
+// Name/value pairs in siteConfig: the whole list is known when the deployment starts except for
+// values, which ARM resolves in place.
+var allSettings = concat(hostStorageSettings, monitoringSettings, applicationSettings, webhookSettings)
+
+resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
+  name: name
+  location: location
+  tags: union(tags, { 'azd-service-name': serviceName })
+  kind: 'functionapp,linux'
+  identity: {
+    type: 'UserAssigned'
+    userAssignedIdentities: {
+      '${identityId}': {}
+    }
+  }
+  //checkov:skip=CKV_AZURE_13: callers (Logic Apps, Power Automate, web apps) authenticate with function keys (auth level FUNCTION); App Service Authentication would lock them out
+  //checkov:skip=CKV_AZURE_17: same callers, same reason: they send function keys, not client certificates
+  //checkov:skip=CKV_AZURE_222: a public HTTP API by design; every route except the anonymous, secret-free /api/health needs a function key
+  properties: {
+    serverFarmId: planId
+    httpsOnly: true
+    keyVaultReferenceIdentity: identityId
+    siteConfig: {
+      //checkov:skip=CKV_AZURE_213: App Service health check probes keep instances busy on a scale-to-zero plan; /api/health is there for external probes and monitors instead
+      minTlsVersion: '1.2'
+      ftpsState: 'Disabled'
+      http20Enabled: true
+      appSettings: allSettings
+    }
+    functionAppConfig: {
+      deployment: {
+        storage: {
+          type: 'blobContainer'
+          value: '${storageBlobEndpoint}${deploymentContainerName}'
+          authentication: {
+            type: 'UserAssignedIdentity'
+            userAssignedIdentityResourceId: identityId
+          }
+        }
+      }
+      scaleAndConcurrency: {
+        //checkov:skip=CKV_AZURE_212: Flex Consumption scales from zero on demand; always-ready instances would bill around the clock, and durability comes from the job record and queue, not from a warm instance
+        instanceMemoryMB: instanceMemoryMB
+        maximumInstanceCount: maximumInstanceCount
+        triggers: {
+          http: {
+            perInstanceConcurrency: httpPerInstanceConcurrency
+          }
+        }
+      }
+      runtime: {
+        name: 'python'
+        version: pythonVersion
+      }
+    }
+  }
+}
+
+// azd deploys to Flex Consumption with an Entra token; basic (publishing-profile) auth stays off.
+resource ftpPublishing 'Microsoft.Web/sites/basicPublishingCredentialsPolicies@2024-04-01' = {
+  parent: functionApp
+  name: 'ftp'
+  properties: {
+    allow: false
+  }
+}
+
+resource scmPublishing 'Microsoft.Web/sites/basicPublishingCredentialsPolicies@2024-04-01' = {
+  parent: functionApp
+  name: 'scm'
+  properties: {
+    allow: false
+  }
+}
+
+output name string = functionApp.name
+output uri string = 'https://${functionApp.properties.defaultHostName}'

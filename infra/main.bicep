@@ -1,0 +1,346 @@
+// azd entry point: one resource group holding a keyless image-generation API on Flex Consumption.
+// Every component authenticates with one user-assigned managed identity; no key, connection string
+// or secret value is ever read back (no listKeys) or output. See docs/deploy.md.
+targetScope = 'subscription'
+
+// ---------------------------------------------------------------- environment
+@minLength(1)
+@maxLength(64)
+@description('azd environment name; seeds resource names and the azd-env-name tag.')
+param environmentName string
+
+@minLength(1)
+@description('Region for every resource except Azure OpenAI (see openAiLocation). Must offer Flex Consumption.')
+@metadata({
+  azd: {
+    type: 'location'
+  }
+})
+param location string
+
+@description('Resource group name; empty for rg-{environmentName}.')
+param resourceGroupName string = ''
+
+@description('Object id of the deploying user (azd sets AZURE_PRINCIPAL_ID); gets the same data roles as the app so it can run locally against these resources. Empty to grant nothing.')
+param principalId string = ''
+
+@allowed([
+  'User'
+  'ServicePrincipal'
+  'Group'
+])
+@description('Kind of principal principalId is (ServicePrincipal when azd runs in CI).')
+param principalType string = 'User'
+
+@description('Grant the deploying principal data-plane roles (storage, Application Insights, Azure OpenAI).')
+param grantDeployerAccess bool = true
+
+// ---------------------------------------------------------------- Azure OpenAI
+@description('Region for a new Azure OpenAI account; empty for location. Image models are offered in few regions.')
+param openAiLocation string = ''
+
+@description('Use this existing Azure OpenAI account instead of creating one (its model deployment must exist).')
+param openAiExistingAccountName string = ''
+
+@description('Resource group of openAiExistingAccountName (same subscription); empty for the app resource group.')
+param openAiExistingResourceGroupName string = ''
+
+@description('Image model to deploy, e.g. gpt-image-1 or dall-e-3.')
+param openAiModelName string = 'gpt-image-1'
+
+@description('Model version to deploy.')
+param openAiModelVersion string = '2025-04-15'
+
+@description('Deployment name; empty for the model name. With an existing account: its existing deployment.')
+param openAiDeploymentName string = ''
+
+@description('Deployment SKU (GlobalStandard, Standard, ...), depending on what the model offers in the region.')
+param openAiDeploymentSkuName string = 'GlobalStandard'
+
+@minValue(1)
+@description('Deployment capacity in the SKU\'s units; bounded by the subscription\'s quota for the model.')
+param openAiDeploymentCapacity int = 1
+
+@allowed([
+  'deployments'
+  'v1'
+  'legacy'
+])
+@description('Upstream dialect the app speaks (AZURE_OPENAI_API_STYLE).')
+param openAiApiStyle string = 'deployments'
+
+@description('api-version the app sends (AZURE_OPENAI_API_VERSION); empty for the default of openAiApiStyle.')
+param openAiApiVersion string = ''
+
+@description('Entra ID scope for Azure OpenAI tokens (AZURE_OPENAI_SCOPE).')
+param openAiScope string = 'https://cognitiveservices.azure.com/.default'
+
+// ---------------------------------------------------------------- function app
+@allowed([
+  512
+  2048
+  4096
+])
+@description('Flex Consumption instance memory (MB); billing is memory x execution time.')
+param instanceMemoryMB int = 2048
+
+@minValue(1)
+@maxValue(1000)
+@description('Upper bound on instances; caps cost and the load put on the model\'s quota.')
+param maximumInstanceCount int = 40
+
+@minValue(1)
+@maxValue(1000)
+@description('Concurrent HTTP requests per instance. The handlers are async and mostly wait on Azure OpenAI, so one instance serves many.')
+param httpPerInstanceConcurrency int = 16
+
+@minValue(1)
+@maxValue(10080)
+@description('Lifetime of the SAS links in minutes (SAS_TTL_MINUTES, at most 7 days).')
+param sasTtlMinutes int = 60
+
+@minValue(0)
+@maxValue(200)
+@description('How long POST /api/images waits for the image before answering 202 (MAX_WAIT_SECONDS, under the 230 s front-end limit).')
+param maxWaitSeconds int = 120
+
+@minValue(1)
+@description('Timeout of one Azure OpenAI call in seconds (UPSTREAM_TIMEOUT_SECONDS).')
+param upstreamTimeoutSeconds int = 180
+
+@minValue(1)
+@description('Days after which generated images and job records are deleted by the storage lifecycle rule.')
+param retentionDays int = 7
+
+// ---------------------------------------------------------------- webhooks
+@description('Sign callback_url webhooks; creates a Key Vault holding WEBHOOK_SECRET. False: no Key Vault, no WEBHOOK_SECRET.')
+param webhooksEnabled bool = true
+
+@secure()
+@description('Standard Webhooks signing secret (whsec_...). The preprovision hook generates one when it is not set.')
+param webhookSecret string = ''
+
+// ---------------------------------------------------------------- names
+var abbrs = loadJsonContent('abbreviations.json')
+var resourceToken = toLower(uniqueString(subscription().id, environmentName, location))
+var tags = {
+  'azd-env-name': environmentName
+}
+var rgName = !empty(resourceGroupName) ? resourceGroupName : '${abbrs.resourcesResourceGroups}${environmentName}'
+var functionAppName = '${abbrs.webSitesFunctions}api-${resourceToken}'
+var deploymentContainerName = 'app-package-${take(functionAppName, 32)}-${take(toLower(uniqueString(functionAppName, resourceToken)), 7)}'
+
+// Names the code agrees on (imagegen/settings.py); tests/unit/test_infra.py checks them.
+var imagesContainerName = 'images'
+var jobsContainerName = 'jobs'
+var workQueues = [
+  'image-jobs'
+  'image-requests'
+  'image-results'
+]
+// The Functions host moves a message here after maxDequeueCount failed tries.
+var poisonQueues = [
+  'image-jobs-poison'
+  'image-requests-poison'
+  'image-results-poison'
+]
+// The app's default api-version per dialect (imagegen.settings.DEFAULT_API_VERSIONS).
+var defaultApiVersions = {
+  deployments: '2025-04-01-preview'
+  v1: 'preview'
+  legacy: '2023-06-01-preview'
+}
+
+var useExistingOpenAi = !empty(openAiExistingAccountName)
+var openAiResourceGroupName = useExistingOpenAi && !empty(openAiExistingResourceGroupName) ? openAiExistingResourceGroupName : rgName
+var openAiDeployment = !empty(openAiDeploymentName) ? openAiDeploymentName : openAiModelName
+var openAiApiVersionEffective = !empty(openAiApiVersion) ? openAiApiVersion : defaultApiVersions[openAiApiStyle]
+var webhooksOn = webhooksEnabled && !empty(webhookSecret)
+var deployerPrincipalId = grantDeployerAccess ? principalId : ''
+
+// ---------------------------------------------------------------- resources
+resource rg 'Microsoft.Resources/resourceGroups@2024-03-01' = {
+  name: rgName
+  location: location
+  tags: tags
+}
+
+module identity 'core/identity/user-assigned-identity.bicep' = {
+  name: 'identity'
+  scope: rg
+  params: {
+    name: '${abbrs.managedIdentityUserAssignedIdentities}api-${resourceToken}'
+    location: location
+    tags: tags
+  }
+}
+
+module storage 'core/storage/storage-account.bicep' = {
+  name: 'storage'
+  scope: rg
+  params: {
+    name: '${abbrs.storageStorageAccounts}${resourceToken}'
+    location: location
+    tags: tags
+    containers: [
+      imagesContainerName
+      jobsContainerName
+      deploymentContainerName
+    ]
+    queues: concat(workQueues, poisonQueues)
+    expiringPrefixes: [
+      '${imagesContainerName}/'
+      '${jobsContainerName}/'
+    ]
+    retentionDays: retentionDays
+  }
+}
+
+module monitoring 'core/monitor/monitoring.bicep' = {
+  name: 'monitoring'
+  scope: rg
+  params: {
+    logAnalyticsName: '${abbrs.operationalInsightsWorkspaces}${resourceToken}'
+    applicationInsightsName: '${abbrs.insightsComponents}${resourceToken}'
+    location: location
+    tags: tags
+  }
+}
+
+module openAi 'core/ai/openai.bicep' = if (!useExistingOpenAi) {
+  name: 'openai'
+  scope: rg
+  params: {
+    name: '${abbrs.cognitiveServicesOpenAI}${resourceToken}'
+    location: !empty(openAiLocation) ? openAiLocation : location
+    tags: tags
+    deploymentName: openAiDeployment
+    modelName: openAiModelName
+    modelVersion: openAiModelVersion
+    deploymentSkuName: openAiDeploymentSkuName
+    deploymentCapacity: openAiDeploymentCapacity
+  }
+}
+
+module openAiExisting 'core/ai/openai-existing.bicep' = if (useExistingOpenAi) {
+  name: 'openai-existing'
+  scope: resourceGroup(openAiResourceGroupName)
+  params: {
+    name: openAiExistingAccountName
+  }
+}
+
+var openAiAccountName = useExistingOpenAi ? openAiExisting.outputs.name : openAi.outputs.name
+var openAiEndpoint = useExistingOpenAi ? openAiExisting.outputs.endpoint : openAi.outputs.endpoint
+
+module keyVault 'core/security/keyvault.bicep' = if (webhooksOn) {
+  name: 'keyvault'
+  scope: rg
+  params: {
+    name: '${abbrs.keyVaultVaults}${resourceToken}'
+    location: location
+    tags: tags
+    secretName: 'webhook-secret'
+    secretValue: webhookSecret
+  }
+}
+
+module rbac 'app/rbac.bicep' = {
+  name: 'rbac'
+  scope: rg
+  params: {
+    storageAccountName: storage.outputs.name
+    applicationInsightsName: monitoring.outputs.applicationInsightsName
+    keyVaultName: webhooksOn ? keyVault.outputs.name : ''
+    identityPrincipalId: identity.outputs.principalId
+    userPrincipalId: deployerPrincipalId
+    userPrincipalType: principalType
+  }
+}
+
+module openAiRbac 'app/openai-rbac.bicep' = {
+  name: 'openai-rbac'
+  scope: resourceGroup(openAiResourceGroupName)
+  params: {
+    openAiAccountName: openAiAccountName
+    identityPrincipalId: identity.outputs.principalId
+    userPrincipalId: deployerPrincipalId
+    userPrincipalType: principalType
+  }
+}
+
+module plan 'core/host/flex-consumption-plan.bicep' = {
+  name: 'plan'
+  scope: rg
+  params: {
+    name: '${abbrs.webServerFarms}${resourceToken}'
+    location: location
+    tags: tags
+  }
+}
+
+module api 'app/api.bicep' = {
+  name: 'api'
+  scope: rg
+  params: {
+    name: functionAppName
+    location: location
+    tags: tags
+    serviceName: 'api'
+    planId: plan.outputs.id
+    identityId: identity.outputs.id
+    identityClientId: identity.outputs.clientId
+    storageBlobEndpoint: storage.outputs.blobEndpoint
+    storageQueueEndpoint: storage.outputs.queueEndpoint
+    deploymentContainerName: deploymentContainerName
+    applicationInsightsName: monitoring.outputs.applicationInsightsName
+    pythonVersion: '3.11'
+    instanceMemoryMB: instanceMemoryMB
+    maximumInstanceCount: maximumInstanceCount
+    httpPerInstanceConcurrency: httpPerInstanceConcurrency
+    openAiEndpoint: openAiEndpoint
+    openAiApiStyle: openAiApiStyle
+    openAiDeploymentName: openAiDeployment
+    openAiModelName: openAiModelName
+    openAiApiVersion: openAiApiVersionEffective
+    openAiScope: openAiScope
+    imagesContainerName: imagesContainerName
+    jobsContainerName: jobsContainerName
+    sasTtlMinutes: sasTtlMinutes
+    maxWaitSeconds: maxWaitSeconds
+    upstreamTimeoutSeconds: upstreamTimeoutSeconds
+    webhooksEnabled: webhooksOn
+    webhookSecretReferenceUri: webhooksOn ? keyVault.outputs.referenceUri : ''
+  }
+  // The identity's roles exist before the host starts, so its first storage, Key Vault reference
+  // and Azure OpenAI calls succeed.
+  dependsOn: [
+    rbac
+    openAiRbac
+  ]
+}
+
+// ---------------------------------------------------------------- outputs (azd writes them to .azure/<env>/.env)
+output AZURE_LOCATION string = location
+output AZURE_TENANT_ID string = tenant().tenantId
+output AZURE_RESOURCE_GROUP string = rg.name
+output AZURE_FUNCTION_APP_NAME string = api.outputs.name
+output AZURE_FUNCTION_APP_URL string = api.outputs.uri
+output SERVICE_API_NAME string = api.outputs.name
+output SERVICE_API_URI string = api.outputs.uri
+output AZURE_MANAGED_IDENTITY_NAME string = identity.outputs.name
+output AZURE_MANAGED_IDENTITY_CLIENT_ID string = identity.outputs.clientId
+output AZURE_STORAGE_ACCOUNT_NAME string = storage.outputs.name
+output AZURE_STORAGE_BLOB_ENDPOINT string = storage.outputs.blobEndpoint
+output AZURE_STORAGE_QUEUE_ENDPOINT string = storage.outputs.queueEndpoint
+output AZURE_APPLICATION_INSIGHTS_NAME string = monitoring.outputs.applicationInsightsName
+output AZURE_OPENAI_ACCOUNT_NAME string = openAiAccountName
+output AZURE_OPENAI_RESOURCE_GROUP string = openAiResourceGroupName
+output AZURE_OPENAI_ENDPOINT string = openAiEndpoint
+output AZURE_OPENAI_DEPLOYMENT string = openAiDeployment
+output AZURE_OPENAI_MODEL string = openAiModelName
+output AZURE_OPENAI_API_STYLE string = openAiApiStyle
+output IMAGES_CONTAINER string = imagesContainerName
+output JOBS_CONTAINER string = jobsContainerName
+output AZURE_KEY_VAULT_NAME string = webhooksOn ? keyVault.outputs.name : ''
+output WEBHOOKS_ACTIVE bool = webhooksOn

@@ -1,0 +1,510 @@
+"""infra/ and azure.yaml: they parse, pass checkov, and agree with the code.
+
+There is no bicep binary and no Azure here, so the templates are proven by parsing (pycep-parser),
+policy checks (checkov) and consistency with imagegen.settings. Both tools live in .venv-iac
+(requirements-iac.txt) and run as subprocesses; this file runs in the app's .venv.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import re
+import shutil
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from imagegen.settings import (
+    DEFAULT_API_VERSIONS,
+    DEFAULT_IMAGES_CONTAINER,
+    DEFAULT_JOBS_CONTAINER,
+    DEFAULT_MODEL,
+    DEFAULT_OPENAI_SCOPE,
+    DEPLOYED_SETTING_NAMES,
+    ENV_OPENAI_API_KEY,
+    ENV_WEBHOOK_SECRET,
+    LOCAL_ONLY_SETTING_NAMES,
+    PLATFORM_SETTING_NAMES,
+    QUEUE_IMAGE_JOBS,
+    QUEUE_IMAGE_REQUESTS,
+    QUEUE_IMAGE_RESULTS,
+    Settings,
+)
+from tests.unit.infra_helpers import CHECKOV, IAC_PYTHON, ROOT
+
+INFRA = ROOT / "infra"
+
+# Built-in role definition ids (Azure built-in roles; the table in REFERENCE-functions-and-storage.md).
+DOCUMENTED_ROLES = {
+    "Cognitive Services OpenAI User": "5e0bd9bd-7b93-4f28-af87-19fc36ad61bd",
+    "Storage Blob Data Owner": "b7e6dc6d-f1e8-4753-8033-0f276bb0955b",
+    "Storage Queue Data Contributor": "974c5e8b-45b9-4653-ba55-5f855dd0fb88",
+    "Monitoring Metrics Publisher": "3913510d-42f4-4e42-8a64-420c390055eb",
+    # Not in the reference table; Azure's built-in roles list gives this id.
+    "Key Vault Secrets User": "4633458b-17de-408a-b874-0445c86b69e6",
+}
+# roles.json key -> documented role name.
+ROLE_KEYS = {
+    "cognitiveServicesOpenAIUser": "Cognitive Services OpenAI User",
+    "storageBlobDataOwner": "Storage Blob Data Owner",
+    "storageQueueDataContributor": "Storage Queue Data Contributor",
+    "monitoringMetricsPublisher": "Monitoring Metrics Publisher",
+    "keyVaultSecretsUser": "Key Vault Secrets User",
+}
+REFERENCE_DOC = ROOT.parent / "shared" / "REFERENCE-functions-and-storage.md"
+
+GUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
+AZD_VAR = re.compile(r"^\$\{(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?:=(?P<default>[^}]*))?\}$")
+# Words that must not appear in an output's name (an output lands in .azure/<env>/.env in clear).
+SECRET_WORDS = {
+    "secret",
+    "secrets",
+    "key",
+    "keys",
+    "password",
+    "pwd",
+    "token",
+    "sas",
+    "connection",
+    "credential",
+}
+
+
+def _iac_missing_message() -> str:
+    return (
+        f"{IAC_PYTHON} is missing: python3 -m venv .venv-iac && "
+        ".venv-iac/bin/pip install -r requirements-iac.txt (make test does this)"
+    )
+
+
+@pytest.fixture(scope="module")
+def parsed() -> dict[str, Any]:
+    """pycep JSON of every .bicep file (relative to infra/) and azure.yaml, from one subprocess."""
+    if not IAC_PYTHON.exists():
+        pytest.fail(_iac_missing_message())
+    helper = Path(__file__).resolve().parent / "infra_helpers.py"
+    done = subprocess.run(
+        [str(IAC_PYTHON), str(helper), str(ROOT)], capture_output=True, text=True, timeout=90, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    result: dict[str, Any] = json.loads(done.stdout)
+    return result
+
+
+@pytest.fixture(scope="module")
+def bicep(parsed: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    files: dict[str, dict[str, Any]] = {}
+    for name, outcome in parsed["bicep"].items():
+        if "ok" in outcome:
+            files[name] = outcome["ok"]
+    return files
+
+
+@pytest.fixture(scope="module")
+def checkov_report(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """One checkov run over infra/ for the whole module (it takes a few seconds)."""
+    if not CHECKOV.exists():
+        pytest.fail(_iac_missing_message())
+    env = {
+        **os.environ,
+        "CKV_SKIP_PACKAGE_UPDATE_CHECK": "true",  # no look-up of newer checkov releases
+        "CKV_PARSE_ERROR_FAIL": "true",
+        "CKV_CACHE_DIR": str(tmp_path_factory.mktemp("checkov-cache")),
+    }
+    done = subprocess.run(
+        [str(CHECKOV), "--framework", "bicep", "--skip-download", "-d", str(INFRA), "-o", "json"],
+        capture_output=True,
+        text=True,
+        timeout=110,
+        check=False,
+        env=env,
+        cwd=ROOT,
+    )
+    assert done.stdout.strip(), done.stderr
+    report: dict[str, Any] = json.loads(done.stdout)
+    report["returncode"] = done.returncode
+    return report
+
+
+def bicep_files() -> list[Path]:
+    return sorted(INFRA.rglob("*.bicep"))
+
+
+def bicep_texts(*, code_only: bool = False) -> Iterator[tuple[str, str]]:
+    """(path relative to infra/, text); code_only drops // comments (which may name what is banned)."""
+    for path in bicep_files():
+        text = path.read_text()
+        if code_only:
+            text = re.sub(r"(?m)(^|\s)//.*$", r"\1", text)
+        yield path.relative_to(INFRA).as_posix(), text
+
+
+def default_of(parameter: dict[str, Any]) -> Any:
+    return parameter.get("default")
+
+
+def settings_of_var(variables: dict[str, Any], name: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(always-set, conditionally-set) name -> value of a name/value array var or a `cond ? [...] : [...]` var."""
+    value = variables[name]["value"]
+    branches: list[Any]
+    if isinstance(value, dict) and "operator" in value:
+        operator = value["operator"]
+        assert operator["type"] == "conditional", f"{name}: unexpected expression {operator['type']}"
+        branches = [operator["operands"]["true_value"], operator["operands"]["false_value"]]
+        conditional = True
+    else:
+        branches = [value]
+        conditional = False
+    found: dict[str, Any] = {}
+    for branch in branches:
+        assert isinstance(branch, list), f"{name} must be an array literal of name/value pairs"
+        for pair in branch:
+            assert set(pair) == {"name", "value"}, f"{name}: {pair}"
+            assert pair["name"] not in found, f"{name}: {pair['name']} twice"
+            found[pair["name"]] = pair["value"]
+    return ({}, found) if conditional else (found, {})
+
+
+def app_settings(api: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Every app setting infra/app/api.bicep sets, name -> value: (always, conditional)."""
+    variables = api["variables"]
+    site = api["resources"]["functionApp"]["config"]
+    assert site["properties"]["siteConfig"]["appSettings"] == "allSettings"
+    concat = variables["allSettings"]["value"]["function"]
+    assert concat["type"] == "concat"
+    always: dict[str, Any] = {}
+    conditional: dict[str, Any] = {}
+    for var_name in concat["parameters"].values():
+        fixed, optional = settings_of_var(variables, var_name)
+        assert not (set(fixed) | set(optional)) & (set(always) | set(conditional)), "a setting is set twice"
+        always |= fixed
+        conditional |= optional
+    return always, conditional
+
+
+# ---------------------------------------------------------------- parsing and policy
+
+
+def test_every_bicep_file_parses(parsed: dict[str, Any]) -> None:
+    expected = {p.relative_to(INFRA).as_posix() for p in bicep_files()}
+    assert expected >= {"main.bicep", "app/api.bicep", "app/rbac.bicep"}
+    assert set(parsed["bicep"]) == expected
+    errors = {name: o["error"] for name, o in parsed["bicep"].items() if "error" in o}
+    assert not errors
+
+
+def test_checkov_passes(checkov_report: dict[str, Any]) -> None:
+    summary = checkov_report["summary"]
+    failed = [
+        f"{c['check_id']} {c['resource']} ({c['file_path']})"
+        for c in checkov_report["results"]["failed_checks"]
+    ]
+    assert failed == []
+    assert summary["parsing_errors"] == 0, checkov_report["results"]["parsing_errors"]
+    assert summary["passed"] > 0
+    assert checkov_report["returncode"] == 0
+
+
+def test_every_checkov_skip_is_justified_inline(checkov_report: dict[str, Any]) -> None:
+    for skipped in checkov_report["results"]["skipped_checks"]:
+        reason = skipped["check_result"].get("suppress_comment", "").strip()
+        assert len(reason) >= 20, f"{skipped['check_id']} on {skipped['resource']} needs a real reason"
+    skip = re.compile(r"checkov:skip=([A-Za-z0-9_]+)(.*)")
+    for name, text in bicep_texts():
+        for line in text.splitlines():
+            match = skip.search(line)
+            if match:
+                assert line.lstrip().startswith("//"), f"{name}: {line.strip()}"
+                assert re.match(r":\s*\S.{15,}", match.group(2)), f"{name}: unjustified skip {match.group(1)}"
+
+
+# ---------------------------------------------------------------- the app settings equal what the code reads
+
+
+def test_app_settings_are_exactly_what_the_code_reads(bicep: dict[str, dict[str, Any]]) -> None:
+    always, conditional = app_settings(bicep["app/api.bicep"])
+    assert set(always) | set(conditional) == DEPLOYED_SETTING_NAMES | PLATFORM_SETTING_NAMES
+    assert set(conditional) == {ENV_WEBHOOK_SECRET}
+
+
+def test_no_api_key_or_local_only_setting_anywhere() -> None:
+    for name, text in bicep_texts(code_only=True):
+        for setting in LOCAL_ONLY_SETTING_NAMES | {ENV_OPENAI_API_KEY}:
+            # "AzureWebJobsStorage__x" is the identity form; only the bare connection-string name is banned.
+            assert not re.search(rf"\b{re.escape(setting)}\b(?!__)", text), f"{setting} in {name}"
+
+
+def test_webhook_secret_is_a_key_vault_reference_only_when_enabled(bicep: dict[str, dict[str, Any]]) -> None:
+    api = bicep["app/api.bicep"]
+    operator = api["variables"]["webhookSettings"]["value"]["operator"]
+    assert operator["operands"]["condition"] == "webhooksEnabled"
+    assert operator["operands"]["false_value"] == []
+    _, conditional = app_settings(api)
+    assert conditional[ENV_WEBHOOK_SECRET].startswith("@Microsoft.KeyVault(SecretUri=${")
+    site = api["resources"]["functionApp"]["config"]["properties"]
+    assert site["keyVaultReferenceIdentity"] == "identityId"
+
+    main = bicep["main.bicep"]
+    assert main["modules"]["keyVault"]["config"]["condition"] == "webhooksOn"
+    assert "webhookSecret" in main["parameters"]
+    decorators = [d["type"] for d in main["parameters"]["webhookSecret"]["decorators"]]
+    assert "secure" in decorators
+    vault = bicep["core/security/keyvault.bicep"]["resources"]["vault"]["config"]["properties"]
+    assert vault["enableRbacAuthorization"] is True
+    secret_param = bicep["core/security/keyvault.bicep"]["parameters"]["secretValue"]
+    assert "secure" in [d["type"] for d in secret_param["decorators"]]
+
+
+def test_identity_based_host_storage_and_entra_telemetry(bicep: dict[str, dict[str, Any]]) -> None:
+    always, _ = app_settings(bicep["app/api.bicep"])
+    assert always["AzureWebJobsStorage__credential"] == "managedidentity"
+    assert always["AzureWebJobsStorage__clientId"] == "identityClientId"
+    assert always["AzureWebJobsStorage__blobServiceUri"] == "storageBlobEndpoint"
+    assert always["AzureWebJobsStorage__queueServiceUri"] == "storageQueueEndpoint"
+    assert (
+        always["APPLICATIONINSIGHTS_AUTHENTICATION_STRING"]
+        == "ClientId=${identityClientId};Authorization=AAD"
+    )
+    assert always["AZURE_CLIENT_ID"] == "identityClientId"
+
+
+# ---------------------------------------------------------------- names and defaults shared with the code
+
+
+def test_queue_and_container_names_match_the_code(bicep: dict[str, dict[str, Any]]) -> None:
+    main = bicep["main.bicep"]
+    variables = main["variables"]
+    work = {QUEUE_IMAGE_JOBS, QUEUE_IMAGE_REQUESTS, QUEUE_IMAGE_RESULTS}
+    assert set(variables["workQueues"]["value"]) == work
+    assert set(variables["poisonQueues"]["value"]) == {f"{q}-poison" for q in work}
+    assert variables["imagesContainerName"]["value"] == DEFAULT_IMAGES_CONTAINER
+    assert variables["jobsContainerName"]["value"] == DEFAULT_JOBS_CONTAINER
+
+    storage = main["modules"]["storage"]["config"]["params"]
+    assert storage["containers"] == ["imagesContainerName", "jobsContainerName", "deploymentContainerName"]
+    assert storage["queues"]["function"]["parameters"] == {"arg_1": "workQueues", "arg_2": "poisonQueues"}
+    # The lifecycle rule deletes everything under images/ and jobs/ after retentionDays.
+    assert storage["expiringPrefixes"] == ["${imagesContainerName}/", "${jobsContainerName}/"]
+    assert storage["retentionDays"] == "retentionDays"
+
+    api = main["modules"]["api"]["config"]["params"]
+    assert api["imagesContainerName"] == "imagesContainerName"
+    assert api["jobsContainerName"] == "jobsContainerName"
+
+
+def test_defaults_match_the_code(bicep: dict[str, dict[str, Any]]) -> None:
+    main = bicep["main.bicep"]
+    params = main["parameters"]
+    code_defaults = {f.name: f.default for f in dataclasses.fields(Settings)}
+    assert default_of(params["sasTtlMinutes"]) == code_defaults["sas_ttl_minutes"]
+    assert default_of(params["maxWaitSeconds"]) == code_defaults["max_wait_seconds"]
+    assert default_of(params["upstreamTimeoutSeconds"]) == code_defaults["upstream_timeout_seconds"]
+    assert default_of(params["openAiScope"]) == DEFAULT_OPENAI_SCOPE
+    assert default_of(params["openAiModelName"]) == DEFAULT_MODEL
+    styles = next(d for d in params["openAiApiStyle"]["decorators"] if d["type"] == "allowed")["argument"]
+    assert set(styles) == {style.value for style in DEFAULT_API_VERSIONS}
+    assert main["variables"]["defaultApiVersions"]["value"] == {
+        style.value: version for style, version in DEFAULT_API_VERSIONS.items()
+    }
+
+
+# ---------------------------------------------------------------- identity, RBAC and keyless resources
+
+
+def test_role_ids_are_the_documented_built_in_roles() -> None:
+    roles = json.loads((INFRA / "app" / "roles.json").read_text())
+    assert set(roles) == set(ROLE_KEYS)
+    for key, role_id in roles.items():
+        assert role_id == DOCUMENTED_ROLES[ROLE_KEYS[key]], key
+    if REFERENCE_DOC.exists():  # the shared reference sits beside the repo on developer machines and CI
+        table = dict(re.findall(r"^\| ([A-Za-z ]+?) \| ([0-9a-f-]{36}) \|$", REFERENCE_DOC.read_text(), re.M))
+        for name, role_id in DOCUMENTED_ROLES.items():
+            if name in table:
+                assert table[name] == role_id, name
+
+
+def test_role_ids_live_only_in_roles_json() -> None:
+    for name, text in bicep_texts():
+        assert not GUID.search(text), f"{name} has a GUID literal; built-in role ids belong in app/roles.json"
+    used = "\n".join(text for _, text in bicep_texts())
+    for key in json.loads((INFRA / "app" / "roles.json").read_text()):
+        assert f"roles.{key}" in used, f"roles.json entry {key} is never assigned"
+
+
+def test_role_assignments_are_named_with_guid_and_use_roles_json(bicep: dict[str, dict[str, Any]]) -> None:
+    assignments = 0
+    for name, module in bicep.items():
+        for resource_name, resource in module.get("resources", {}).items():
+            if resource["type"] != "Microsoft.Authorization/roleAssignments":
+                continue
+            assignments += 1
+            config = resource["config"]
+            config = config.get("config", config)  # conditional resources nest their body
+            assert config["name"]["function"]["type"] == "guid", f"{name}:{resource_name}"
+            role = config["properties"]["roleDefinitionId"]["function"]
+            assert role["type"] == "subscription_resource_id", f"{name}:{resource_name}"
+            accessor = role["parameters"]["resource_name_1"]["operator"]["operands"]
+            assert accessor["operand_1"] == "roles", f"{name}:{resource_name}"
+            assert accessor["operand_2"] in ROLE_KEYS
+    # identity: blob, queue, metrics, key vault, openai; deploying user: blob, queue, metrics, openai
+    assert assignments == 9
+
+
+def test_keyless_resources(bicep: dict[str, dict[str, Any]]) -> None:
+    account = bicep["core/storage/storage-account.bicep"]["resources"]["account"]["config"]["properties"]
+    assert account["allowSharedKeyAccess"] is False
+    assert account["allowBlobPublicAccess"] is False
+    assert account["minimumTlsVersion"] == "TLS1_2"
+    assert account["supportsHttpsTrafficOnly"] is True
+
+    openai = bicep["core/ai/openai.bicep"]["resources"]["account"]
+    assert openai["config"]["kind"] == "OpenAI"
+    assert openai["config"]["properties"]["disableLocalAuth"] is True
+    assert openai["config"]["properties"]["customSubDomainName"] == "customSubDomainName"
+
+    insights = bicep["core/monitor/monitoring.bicep"]["resources"]["applicationInsights"]["config"]
+    assert insights["properties"]["DisableLocalAuth"] is True
+
+
+def test_flex_consumption_function_app(bicep: dict[str, dict[str, Any]]) -> None:
+    plan = bicep["core/host/flex-consumption-plan.bicep"]["resources"]["plan"]["config"]
+    assert plan["sku"] == {"tier": "FlexConsumption", "name": "FC1"}
+
+    api = bicep["app/api.bicep"]
+    site = api["resources"]["functionApp"]["config"]
+    assert site["kind"] == "functionapp,linux"
+    assert site["identity"]["type"] == "UserAssigned"
+    config = site["properties"]["functionAppConfig"]
+    storage = config["deployment"]["storage"]
+    assert storage["type"] == "blobContainer"
+    assert storage["authentication"] == {
+        "type": "UserAssignedIdentity",
+        "userAssignedIdentityResourceId": "identityId",
+    }
+    scale = config["scaleAndConcurrency"]
+    assert scale["instanceMemoryMB"] == "instanceMemoryMB"
+    assert scale["maximumInstanceCount"] == "maximumInstanceCount"
+    assert scale["triggers"]["http"]["perInstanceConcurrency"] == "httpPerInstanceConcurrency"
+    assert config["runtime"] == {"name": "python", "version": "pythonVersion"}
+
+    main = bicep["main.bicep"]
+    assert main["modules"]["api"]["config"]["params"]["pythonVersion"] == "3.11"
+    for name in ("instanceMemoryMB", "maximumInstanceCount", "httpPerInstanceConcurrency"):
+        assert name in main["parameters"]
+    assert default_of(main["parameters"]["httpPerInstanceConcurrency"]) >= 8  # async handlers
+
+
+# ---------------------------------------------------------------- azd wiring
+
+
+def test_main_is_subscription_scoped_and_creates_the_resource_group(bicep: dict[str, dict[str, Any]]) -> None:
+    main = bicep["main.bicep"]
+    assert main["globals"]["scope"]["value"] == "subscription"
+    assert main["resources"]["rg"]["type"] == "Microsoft.Resources/resourceGroups"
+
+
+def test_parameters_file_matches_main(bicep: dict[str, dict[str, Any]]) -> None:
+    params = bicep["main.bicep"]["parameters"]
+    document = json.loads((INFRA / "main.parameters.json").read_text())
+    values = {name: entry["value"] for name, entry in document["parameters"].items()}
+    assert set(values) <= set(params), f"unknown parameters: {set(values) - set(params)}"
+    required = {name for name, p in params.items() if p.get("default") is None}
+    assert required <= set(values), f"parameters azd cannot fill: {required - set(values)}"
+    assert values["environmentName"] == "${AZURE_ENV_NAME}"
+    assert values["location"] == "${AZURE_LOCATION}"
+    assert values["principalId"] == "${AZURE_PRINCIPAL_ID}"
+    for name, value in values.items():
+        match = AZD_VAR.match(value)
+        assert match, f"{name}: {value!r} is not an azd ${{VAR}} or ${{VAR=default}}"
+        if match.group("default") is None:
+            continue
+        # A default in the parameters file must agree with the one in main.bicep.
+        declared = default_of(params[name])
+        text = match.group("default")
+        if params[name]["type"] == "int":
+            assert int(text) == declared, name
+        elif params[name]["type"] == "bool":
+            assert text == str(declared).lower(), name
+        else:
+            assert text == declared, name
+
+
+def _output_words(name: str) -> set[str]:
+    name = re.sub(r"(?i)key_?vault", "vault", name)  # a vault's name is not a key
+    spaced = re.sub(r"([a-z0-9])([A-Z])", r"\1_\2", name)
+    return {word.lower() for word in re.split(r"[_\W]+", spaced) if word}
+
+
+def test_no_list_keys_and_no_secret_outputs(bicep: dict[str, dict[str, Any]]) -> None:
+    for name, text in bicep_texts(code_only=True):
+        assert not re.search(r"\blist[A-Za-z]*\s*\(", text), f"{name} calls a list*() function"
+        assert "listkeys" not in text.lower()
+    for name, module in bicep.items():
+        for output_name, output in module.get("outputs", {}).items():
+            words = _output_words(output_name)
+            assert not words & SECRET_WORDS, f"{name}: output {output_name} suggests a secret"
+            decorators = [d["type"] for d in output.get("decorators", [])]
+            assert "secure" not in decorators
+    outputs = bicep["main.bicep"]["outputs"]
+    for expected in ("AZURE_RESOURCE_GROUP", "AZURE_FUNCTION_APP_NAME", "AZURE_FUNCTION_APP_URL"):
+        assert expected in outputs
+
+
+def test_azure_yaml(parsed: dict[str, Any]) -> None:
+    document = parsed["azure_yaml"]
+    assert list(document["services"]) == ["api"]
+    service = document["services"]["api"]
+    assert service["language"] == "python"
+    assert service["host"] == "function"
+    assert service["project"] == "."
+    for platform in document["hooks"]["preprovision"].values():
+        assert (ROOT / platform["run"]).is_file(), platform["run"]
+
+
+# ---------------------------------------------------------------- the preprovision hook
+
+
+@pytest.fixture
+def fake_azd(tmp_path: Path) -> tuple[Path, Path]:
+    """A stand-in `azd` on PATH that records its arguments."""
+    record = tmp_path / "azd-calls"
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    azd = bin_dir / "azd"
+    azd.write_text(f'#!/bin/sh\nprintf "%s\\n" "$*" >> "{record}"\n')
+    azd.chmod(0o755)
+    return bin_dir, record
+
+
+def _run_hook(bin_dir: Path, **env: str) -> subprocess.CompletedProcess[str]:
+    base = {"PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}", "HOME": os.environ.get("HOME", "/tmp")}
+    return subprocess.run(
+        ["sh", str(INFRA / "hooks" / "preprovision.sh")],
+        env={**base, **env},
+        capture_output=True,
+        text=True,
+        timeout=20,
+        check=False,
+    )
+
+
+@pytest.mark.skipif(shutil.which("openssl") is None, reason="the hook needs openssl")
+def test_preprovision_hook_generates_a_secret_once(fake_azd: tuple[Path, Path]) -> None:
+    bin_dir, record = fake_azd
+    done = _run_hook(bin_dir)
+    assert done.returncode == 0, done.stderr
+    (call,) = record.read_text().splitlines()
+    command, _, value = call.partition(" WEBHOOK_SECRET ")
+    assert command == "env set"
+    assert re.fullmatch(r"whsec_[A-Za-z0-9+/]{43}=", value)
+    assert value not in done.stdout + done.stderr  # never printed
+
+    record.unlink()
+    assert _run_hook(bin_dir, WEBHOOK_SECRET="whsec_existing").returncode == 0
+    assert _run_hook(bin_dir, WEBHOOKS_ENABLED="False").returncode == 0
+    assert not record.exists()
