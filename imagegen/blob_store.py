@@ -27,11 +27,10 @@ from azure.core.exceptions import (
 from azure.storage.blob import (
     BlobSasPermissions,
     ContentSettings,
-    ExponentialRetry,
     UserDelegationKey,
     generate_blob_sas,
 )
-from azure.storage.blob.aio import BlobServiceClient
+from azure.storage.blob.aio import BlobServiceClient, ExponentialRetry
 
 from imagegen.errors import StorageError
 from imagegen.settings import StorageSettings, parse_connection_string
@@ -76,12 +75,18 @@ class BlobStore:
         *,
         credential: AsyncTokenCredential | None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        connection_verify: str | None = None,
     ) -> None:
+        """`connection_verify`: a CA bundle path for the transport (the Functions host needs none; the
+        aiohttp transport otherwise trusts SSL_CERT_FILE as read when aiohttp was imported)."""
         if storage.uses_identity and credential is None:
             raise ValueError("identity-based storage needs a credential")
         self._storage = storage
         self._credential = credential
         self._clock = clock
+        self._transport_options: dict[str, Any] = {"connection_timeout": 10, "read_timeout": 60}
+        if connection_verify is not None:
+            self._transport_options["connection_verify"] = connection_verify
         self._client: BlobServiceClient | None = None
         self._delegation_key: UserDelegationKey | None = None
         self._delegation_key_expiry: datetime | None = None
@@ -99,16 +104,14 @@ class BlobStore:
                 self._client = BlobServiceClient.from_connection_string(
                     self._storage.connection_string,
                     retry_policy=retry,
-                    connection_timeout=10,
-                    read_timeout=60,
+                    **self._transport_options,
                 )
             else:
                 self._client = BlobServiceClient(
                     self._storage.blob_service_uri,
                     credential=self._credential,
                     retry_policy=retry,
-                    connection_timeout=10,
-                    read_timeout=60,
+                    **self._transport_options,
                 )
         return self._client
 

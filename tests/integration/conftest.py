@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -15,6 +16,7 @@ from devtools.services import (
     start_azurite,
     start_msi_emulator,
 )
+from devtools.stack import LocalStack, StackPorts, start_local_stack
 
 pytestmark = pytest.mark.integration
 
@@ -71,3 +73,45 @@ def azurite_plain(tmp_path_factory: pytest.TempPathFactory, logs_dir: Path) -> I
     )
     yield endpoints
     process.stop()
+
+
+# --- the whole local stack (Azurite + emulators + dev host running function_app) ----------------
+
+StackOptions = tuple[tuple[str, Any], ...]
+
+
+class StackFactory:
+    """Starts one LocalStack per distinct set of options and reuses it for the session."""
+
+    def __init__(self, base: Path) -> None:
+        self._base = base
+        self._stacks: dict[StackOptions, LocalStack] = {}
+
+    def __call__(self, **options: Any) -> LocalStack:
+        key: StackOptions = tuple(sorted((k, _freeze(v)) for k, v in options.items()))
+        if key not in self._stacks:
+            root = self._base / f"stack{len(self._stacks)}"
+            self._stacks[key] = start_local_stack(root, ports=StackPorts.free(), **options)
+        return self._stacks[key]
+
+    def all(self) -> list[LocalStack]:
+        return list(self._stacks.values())
+
+    def stop_all(self) -> None:
+        for stack in self._stacks.values():
+            stack.stop()
+
+
+def _freeze(value: Any) -> Any:
+    if isinstance(value, dict):
+        return tuple(sorted(value.items()))
+    if isinstance(value, list):
+        return tuple(value)
+    return value
+
+
+@pytest.fixture(scope="session")
+def stacks(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StackFactory]:
+    factory = StackFactory(tmp_path_factory.mktemp("stacks"))
+    yield factory
+    factory.stop_all()

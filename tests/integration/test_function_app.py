@@ -1,0 +1,369 @@
+"""The product's main path over HTTP: dev host -> function_app -> emulator, Azurite, MSI emulator.
+
+Each stack is started once per option set (see conftest.StackFactory) on free ports.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+import requests
+from azure.storage.blob import BlobServiceClient
+
+from devtools.stack import LocalStack
+from tests.integration.conftest import StackFactory
+
+FAST_LEGACY = {"legacy_queue_seconds": 0.1, "legacy_latency_seconds": 0.3, "retry_after_seconds": 1}
+
+
+class Api:
+    """A caller of the function app, plus the emulator's admin API."""
+
+    def __init__(self, stack: LocalStack) -> None:
+        self.stack = stack
+        self.base = f"{stack.devhost_url}/api"
+        self.key_headers = {"x-functions-key": stack.function_key}
+        self.ca = str(stack.tls.ca_cert)
+
+    def post(
+        self, body: Any, *, headers: dict[str, str] | None = None, raw: bytes | None = None
+    ) -> requests.Response:
+        merged = {**self.key_headers, "Content-Type": "application/json", **(headers or {})}
+        data = raw if raw is not None else json.dumps(body).encode()
+        return requests.post(f"{self.base}/images", data=data, headers=merged, timeout=120)
+
+    def get(self, job_id: str) -> requests.Response:
+        return requests.get(f"{self.base}/images/{job_id}", headers=self.key_headers, timeout=30)
+
+    def download(self, url: str) -> requests.Response:
+        return requests.get(url, timeout=30, verify=self.ca)
+
+    def emulator(self, method: str, path: str, body: Any = None) -> Any:
+        response = requests.request(
+            method, f"{self.stack.aoai.admin_url}/{path}", json=body, timeout=10, verify=self.ca
+        )
+        response.raise_for_status()
+        return response.json()
+
+    def calls(self, kind: str | None = None) -> list[dict[str, Any]]:
+        entries: list[dict[str, Any]] = self.emulator("GET", "requests")["requests"]
+        return [e for e in entries if kind is None or e["kind"] == kind]
+
+    def admin_blobs(self) -> BlobServiceClient:
+        return BlobServiceClient.from_connection_string(
+            self.stack.azurite.connection_string, connection_verify=self.ca
+        )
+
+
+def _api(stack: LocalStack, config: dict[str, Any] | None = None) -> Api:
+    api = Api(stack)
+    api.emulator("POST", "reset", {"config": True})
+    if config:
+        api.emulator("POST", "config", config)
+    return api
+
+
+@pytest.fixture
+def identity_api(stacks: StackFactory) -> Api:
+    """Identity mode (HTTPS Azurite with OAuth, managed identity everywhere), deployments dialect."""
+    return _api(stacks())
+
+
+@pytest.fixture
+def fault_api(stacks: StackFactory) -> Api:
+    """Short upstream deadline so that throttling and hangs end quickly."""
+    return _api(stacks(setting_overrides={"UPSTREAM_TIMEOUT_SECONDS": "5", "MAX_WAIT_SECONDS": "5"}))
+
+
+@pytest.fixture
+def legacy_api(stacks: StackFactory) -> Api:
+    return _api(stacks(api_style="legacy", model="dall-e-2"), FAST_LEGACY)
+
+
+def _png_size(data: bytes) -> tuple[int, int]:
+    assert data.startswith(b"\x89PNG\r\n\x1a\n")
+    return int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
+
+
+def _assert_good_job(api: Api, response: requests.Response, n: int, size: tuple[int, int]) -> dict[str, Any]:
+    assert response.status_code == 200, response.text
+    job = response.json()
+    assert job["status"] == "succeeded"
+    assert len(job["images"]) == n
+    for image in job["images"]:
+        download = api.download(image["url"])
+        assert download.status_code == 200
+        assert download.headers["Content-Type"] == image["content_type"] == "image/png"
+        assert _png_size(download.content) == size == (image["width"], image["height"])
+        assert len(download.content) == image["bytes"]
+        assert datetime.fromisoformat(image["expires_at"]) > datetime.now(UTC) + timedelta(minutes=55)
+    assert job["urls"]["get"] == f"{api.base}/images/{job['id']}"
+    return job
+
+
+# --- happy paths -------------------------------------------------------------------------------
+
+
+def test_identity_mode_deployments_dialect_n3_gives_three_blobs_and_links(identity_api: Api) -> None:
+    response = identity_api.post({"prompt": "three red foxes", "n": 3, "size": "1536x1024"})
+    job = _assert_good_job(identity_api, response, 3, (1536, 1024))
+    assert [c["dialect"] for c in identity_api.calls("generate")] == ["deployments"]
+    assert identity_api.calls("generate")[0]["auth"] == "bearer"
+
+    created = datetime.fromisoformat(job["created_at"])
+    prefix = f"{created:%Y/%m/%d}/{job['id']}/"
+    container = identity_api.admin_blobs().get_container_client("images")
+    blobs = sorted(container.list_blobs(name_starts_with=prefix, include=["metadata"]), key=lambda b: b.name)
+    assert [b.name for b in blobs] == [f"{prefix}{i}.png" for i in range(3)]
+    for index, blob in enumerate(blobs):
+        assert blob.content_settings.content_type == "image/png"
+        assert blob.metadata == {"job_id": job["id"], "index": str(index)}
+    links = [urlsplit(image["url"]) for image in job["images"]]
+    assert all(parse_qs(link.query)["spr"] == ["https"] for link in links)
+    assert all(parse_qs(link.query)["sp"] == ["r"] and parse_qs(link.query)["sr"] == ["b"] for link in links)
+
+
+def test_get_returns_the_job_with_fresh_links(identity_api: Api) -> None:
+    job = identity_api.post({"prompt": "a lighthouse"}).json()
+    time.sleep(1.1)  # links carry second-resolution times: a fresh one differs
+    again = identity_api.get(job["id"])
+    assert again.status_code == 200
+    body = again.json()
+    assert body["id"] == job["id"] and body["status"] == "succeeded"
+    assert body["images"][0]["blob"] == job["images"][0]["blob"]
+    assert body["images"][0]["url"] != job["images"][0]["url"]
+    assert identity_api.download(body["images"][0]["url"]).status_code == 200
+
+
+def test_unknown_job_is_404(identity_api: Api) -> None:
+    for job_id in (str(uuid.uuid4()), "not-a-job-id"):
+        response = identity_api.get(job_id)
+        assert response.status_code == 404
+        assert response.json()["error"]["code"] == "not_found"
+
+
+def test_v1_dialect(stacks: StackFactory) -> None:
+    api = _api(stacks(api_style="v1"))
+    _assert_good_job(api, api.post({"prompt": "a boat", "n": 2}), 2, (1024, 1024))
+    assert [c["dialect"] for c in api.calls("generate")] == ["v1"]
+
+
+def test_legacy_dialect_submits_once_and_stores_the_downloaded_image(legacy_api: Api) -> None:
+    job = _assert_good_job(legacy_api, legacy_api.post({"prompt": "a cat", "size": "512x512"}), 1, (512, 512))
+    submits = legacy_api.calls("submit")
+    assert len(submits) == 1 and submits[0]["operation_id"] == job["id"]
+    assert len(legacy_api.calls("download")) == 1
+
+
+def test_connection_string_mode_with_api_key(stacks: StackFactory) -> None:
+    api = _api(stacks(storage_mode="connection-string", aoai_api_key="emulator-api-key-1"))
+    job = _assert_good_job(api, api.post({"prompt": "a tree", "n": 2}), 2, (1024, 1024))
+    assert api.calls("generate")[0]["auth"] == "api-key"
+    assert job["images"][0]["url"].startswith("http://127.0.0.1:")
+    health = requests.get(f"{api.base}/health", timeout=10).json()
+    assert health == {
+        "status": "healthy",
+        "checks": {"settings": "ok", "storage": "ok"},
+        "api_style": "deployments",
+        "model": "gpt-image-1",
+        "auth": "api-key",
+    }
+
+
+# --- links are read-only and for one blob ----------------------------------------------------
+
+
+def test_a_link_cannot_write_delete_or_open_another_blob(identity_api: Api) -> None:
+    job = identity_api.post({"prompt": "two owls", "n": 2}).json()
+    first, second = (urlsplit(image["url"]) for image in job["images"])
+    url = first.geturl()
+    put = requests.put(
+        url, data=b"x", headers={"x-ms-blob-type": "BlockBlob"}, timeout=10, verify=identity_api.ca
+    )
+    assert put.status_code == 403
+    assert requests.delete(url, timeout=10, verify=identity_api.ca).status_code == 403
+    other = second._replace(query=first.query).geturl()
+    assert requests.get(other, timeout=10, verify=identity_api.ca).status_code == 403
+    assert identity_api.download(url).status_code == 200  # still intact
+
+
+# --- bad input -------------------------------------------------------------------------------
+
+BAD_BODIES: list[tuple[str, Any, str]] = [
+    ("missing prompt", {"n": 1}, "prompt"),
+    ("empty prompt", {"prompt": ""}, "prompt"),
+    ("too long prompt", {"prompt": "x" * 32001}, "prompt"),
+    ("prompt not a string", {"prompt": ["a"]}, "prompt"),
+    ("n not an integer", {"prompt": "a", "n": "2"}, "n"),
+    ("n too small", {"prompt": "a", "n": 0}, "n"),
+    ("n too large", {"prompt": "a", "n": 11}, "n"),
+    ("size the model lacks", {"prompt": "a", "size": "1792x1024"}, "size"),
+    ("quality of another model", {"prompt": "a", "quality": "hd"}, "quality"),
+    ("unknown field", {"prompt": "a", "colour": "red"}, "colour"),
+    ("metadata not strings", {"prompt": "a", "metadata": {"k": 1}}, "metadata.k"),
+    ("not an object", ["prompt"], "body"),
+]
+
+
+@pytest.mark.parametrize(("case", "body", "field"), BAD_BODIES, ids=[c[0] for c in BAD_BODIES])
+def test_bad_input_is_400_naming_the_field(identity_api: Api, case: str, body: Any, field: str) -> None:
+    response = identity_api.post(body)
+    assert response.status_code == 400, case
+    error = response.json()["error"]
+    assert error["code"] == "invalid_request"
+    assert error["details"]["field"] == field
+    assert identity_api.calls("generate") == []
+
+
+@pytest.mark.parametrize(
+    ("case", "raw", "content_type", "field"),
+    [
+        ("bad JSON", b'{"prompt": "a",', "application/json", "body"),
+        ("wrong content type", b'{"prompt": "a"}', "text/plain", "Content-Type"),
+        ("huge body", b'{"prompt": "' + b"a" * 400_000 + b'"}', "application/json", "body"),
+    ],
+)
+def test_bad_bodies_are_400(identity_api: Api, case: str, raw: bytes, content_type: str, field: str) -> None:
+    response = identity_api.post(None, raw=raw, headers={"Content-Type": content_type})
+    assert response.status_code == 400, case
+    assert response.json()["error"] == {
+        "code": "invalid_request",
+        "message": response.json()["error"]["message"],
+        "details": {"field": field},
+    }
+
+
+@pytest.mark.parametrize("headers", [{}, {"x-functions-key": "wrong"}])
+def test_missing_or_wrong_function_key_is_401(identity_api: Api, headers: dict[str, str]) -> None:
+    response = requests.post(f"{identity_api.base}/images", json={"prompt": "a"}, headers=headers, timeout=10)
+    assert response.status_code == 401
+    assert (
+        requests.get(f"{identity_api.base}/images/{uuid.uuid4()}", headers=headers, timeout=10).status_code
+        == 401
+    )
+    assert identity_api.calls() == []
+
+
+def test_function_key_in_the_code_query_parameter(identity_api: Api) -> None:
+    response = requests.get(
+        f"{identity_api.base}/images/{uuid.uuid4()}",
+        params={"code": identity_api.stack.function_key},
+        timeout=10,
+    )
+    assert response.status_code == 404
+
+
+# --- upstream faults -------------------------------------------------------------------------
+
+
+def test_429_then_success_waits_retry_after(identity_api: Api) -> None:
+    identity_api.emulator("POST", "faults", {"kind": "429", "count": 1, "retry_after": 1.5})
+    started = time.monotonic()
+    response = identity_api.post({"prompt": "patience"})
+    assert response.status_code == 200
+    assert time.monotonic() - started >= 1.5
+    assert [c["status"] for c in identity_api.calls("generate")] == [429, 200]
+
+
+def test_persistent_429_is_503_with_retry_after(fault_api: Api) -> None:
+    fault_api.emulator("POST", "faults", {"kind": "429", "count": 20, "retry_after": 2})
+    response = fault_api.post({"prompt": "too busy"})
+    assert response.status_code == 503
+    assert response.headers["Retry-After"] == "2"
+    body = response.json()
+    assert body["status"] == "failed" and body["error"]["code"] == "upstream_throttled"
+    assert fault_api.get(body["id"]).status_code == 503
+
+
+def test_repeated_500s_are_502(fault_api: Api) -> None:
+    fault_api.emulator("POST", "faults", {"kind": "500", "count": 20})
+    response = fault_api.post({"prompt": "broken"})
+    assert response.status_code == 502
+    assert response.json()["error"]["code"] == "upstream_error"
+    assert len(fault_api.calls("generate")) >= 2  # it retried
+
+
+def test_a_hang_is_504_within_the_configured_timeout(fault_api: Api) -> None:
+    fault_api.emulator("POST", "faults", {"kind": "hang", "count": 1, "hang_seconds": 60})
+    started = time.monotonic()
+    response = fault_api.post({"prompt": "slow"})
+    elapsed = time.monotonic() - started
+    assert response.status_code == 504
+    assert response.json()["error"]["code"] == "upstream_timeout"
+    assert elapsed < 5 + 3
+
+
+def test_a_reset_connection_is_retried(identity_api: Api) -> None:
+    identity_api.emulator("POST", "faults", {"kind": "reset", "count": 1})
+    assert identity_api.post({"prompt": "again"}).status_code == 200
+
+
+def test_content_filter_is_422_with_categories(identity_api: Api) -> None:
+    response = identity_api.post({"prompt": "something forbidden"})
+    assert response.status_code == 422
+    body = response.json()
+    assert body["status"] == "failed"
+    assert body["error"]["code"] == "content_filtered"
+    assert body["error"]["details"]["categories"]["violence"]["filtered"] is True
+    assert body["images"] == []
+
+
+def test_a_filtered_output_image_is_422(identity_api: Api) -> None:
+    identity_api.emulator("POST", "config", {"filter_output_index": 1})
+    response = identity_api.post({"prompt": "two dogs", "n": 2})
+    assert response.status_code == 422
+    assert response.json()["error"]["details"]["images"][0]["index"] == 1
+
+
+def test_legacy_content_filter(legacy_api: Api) -> None:
+    response = legacy_api.post({"prompt": "forbidden things"})
+    assert response.status_code == 422
+    assert response.json()["error"]["code"] == "content_filtered"
+
+
+def test_a_truncated_legacy_download_is_fetched_again(legacy_api: Api) -> None:
+    legacy_api.emulator("POST", "faults", {"kind": "truncated", "count": 1})
+    job = _assert_good_job(legacy_api, legacy_api.post({"prompt": "a whole cat"}), 1, (1024, 1024))
+    assert [c["fault"] for c in legacy_api.calls("download")][0] == "truncated"
+    assert job["status"] == "succeeded"
+
+
+def test_a_download_that_stays_truncated_is_502_and_nothing_is_stored(legacy_api: Api) -> None:
+    legacy_api.emulator("POST", "faults", {"kind": "truncated", "count": 10})
+    response = legacy_api.post({"prompt": "a broken cat"})
+    assert response.status_code == 502
+    job = response.json()
+    assert job["error"]["code"] == "upstream_error"
+    created = datetime.fromisoformat(job["created_at"])
+    container = legacy_api.admin_blobs().get_container_client("images")
+    assert list(container.list_blobs(name_starts_with=f"{created:%Y/%m/%d}/{job['id']}/")) == []
+
+
+# --- nothing secret in the logs ---------------------------------------------------------------
+
+
+@pytest.fixture
+def marker() -> str:
+    return f"PromptMarker{uuid.uuid4().hex}"
+
+
+def test_logs_hold_no_token_key_signature_or_prompt(stacks: StackFactory, marker: str) -> None:
+    api = _api(stacks(storage_mode="connection-string", aoai_api_key="emulator-api-key-1"))
+    for current in (api, _api(stacks())):
+        job = current.post({"prompt": f"a painting of {marker}", "n": 2}).json()
+        current.get(job["id"])
+        current.post({"prompt": f"{marker} forbidden"})
+        current.post({"prompt": marker, "size": "1x1"})
+    secrets = [marker, "emulator-api-key-1", "sig=", "AccountKey=", "eyJ"]
+    for stack in stacks.all():
+        secrets.append(stack.function_key)
+        for process in stack.processes.values():
+            text = process.log_text()
+            for secret in secrets:
+                assert secret not in text, f"{process.name} log holds {secret[:12]}…"
