@@ -184,8 +184,16 @@ def start_local_stack(
             overrides=setting_overrides,
         )
         key = function_key or secrets.token_urlsafe(24)
+        # The stack's own local.settings.json, so the repository's example never leaks into it.
+        settings_file = root / "local.settings.json"
+        settings_file.write_text(json.dumps({"IsEncrypted": False, "Values": settings}, indent=2))
+        settings_file.chmod(0o600)
         devhost_process, devhost = start_devhost(
-            log_dir=logs, port=ports.devhost, settings=settings, function_key=key
+            log_dir=logs,
+            port=ports.devhost,
+            settings=settings,
+            function_key=key,
+            extra_args=("--settings", str(settings_file)),
         )
         started["devhost"] = devhost_process
     except BaseException:
