@@ -7,6 +7,9 @@ VENV := .venv
 PY := $(VENV)/bin/python
 VENV_STAMP := $(VENV)/.installed
 NODE_STAMP := node_modules/.installed
+# checkov pins its own dependency versions, so the Bicep checks get a venv of their own.
+IAC_VENV := .venv-iac
+IAC_STAMP := $(IAC_VENV)/.installed
 PROMPT ?= A watercolor painting of a lighthouse on a rocky coast at sunrise
 
 .PHONY: help setup test lint typecheck unit integration up down demo bench clean
@@ -29,7 +32,12 @@ $(NODE_STAMP): package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
 	touch $@
 
-setup: $(VENV_STAMP) $(NODE_STAMP)
+$(IAC_STAMP): requirements-iac.txt
+	test -x $(IAC_VENV)/bin/python || $(PYTHON) -m venv $(IAC_VENV)
+	$(IAC_VENV)/bin/python -m pip install --quiet --disable-pip-version-check -r requirements-iac.txt
+	touch $@
+
+setup: $(VENV_STAMP) $(NODE_STAMP) $(IAC_STAMP)
 
 lint: $(VENV_STAMP)
 	$(PY) -m ruff check .
@@ -38,7 +46,7 @@ lint: $(VENV_STAMP)
 typecheck: $(VENV_STAMP)
 	$(PY) -m mypy
 
-unit: $(VENV_STAMP)
+unit: $(VENV_STAMP) $(IAC_STAMP)
 	$(PY) -m pytest tests/unit
 
 integration: setup
@@ -64,4 +72,4 @@ bench: setup
 	$(PY) -m bench
 
 clean: down
-	rm -rf $(VENV) node_modules .local .mypy_cache .ruff_cache .pytest_cache test-output
+	rm -rf $(VENV) $(IAC_VENV) node_modules .local .mypy_cache .ruff_cache .pytest_cache test-output
