@@ -13,7 +13,9 @@ import binascii
 import json
 import logging
 import random
+import statistics
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -76,6 +78,21 @@ class UpstreamAnswer:
 OperationCallback = Callable[[str], Awaitable[None]]
 
 
+class RecentDurations:
+    """How long recent legacy operations took (lower bounds), to time the polls of the next ones."""
+
+    def __init__(self, size: int = 20) -> None:
+        self._values: deque[float] = deque(maxlen=size)
+
+    def add(self, seconds: float) -> None:
+        if seconds >= 0:
+            self._values.append(seconds)
+
+    def typical(self) -> float | None:
+        """The median of recent lower bounds (None without history)."""
+        return statistics.median(self._values) if self._values else None
+
+
 class AzureOpenAIImages:
     """Generates images; one instance per process, its aiohttp session built lazily and reused."""
 
@@ -98,6 +115,7 @@ class AzureOpenAIImages:
         self._session: aiohttp.ClientSession | None = None
         self._sleep = sleep
         self._clock = clock
+        self._durations = RecentDurations()
 
     async def close(self) -> None:
         if self._session is not None:
@@ -162,7 +180,9 @@ class AzureOpenAIImages:
         operation_url: str | None,
         on_operation: OperationCallback | None,
     ) -> list[GeneratedImage]:
+        submitted_at: float | None = None
         if operation_url is None:
+            submitted_at = self._clock()
             submit_url = (
                 f"{self._settings.openai_endpoint}/openai/images/generations:submit"
                 f"?api-version={self._settings.api_version}"
@@ -176,7 +196,7 @@ class AzureOpenAIImages:
                 raise UpstreamError("Azure OpenAI accepted the job without an operation-location")
             if on_operation is not None:
                 await on_operation(operation_url)
-        document = await self._poll(operation_url, deadline)
+        document = await self._poll(operation_url, deadline, submitted_at)
         status = document.get("status")
         if status == "succeeded":
             result = document.get("result")
@@ -195,9 +215,18 @@ class AzureOpenAIImages:
             raise UpstreamError("the operation was canceled at Azure OpenAI")
         raise UpstreamError(f"the operation failed at Azure OpenAI ({error.get('code', 'unknown')})")
 
-    async def _poll(self, operation_url: str, deadline: float) -> dict[str, Any]:
+    async def _poll(self, operation_url: str, deadline: float, submitted_at: float | None) -> dict[str, Any]:
+        """Poll until the operation ends.
+
+        Without history: 50 ms, growing by half each time, never longer than the server's retry-after. With
+        history (operations this instance submitted and saw finish), sleep until about when the
+        typical operation finishes, then poll fast: fewer polls and a short delay after completion.
+        """
         interval = POLL_FIRST_SECONDS
+        expected = self._durations.typical() if submitted_at is not None else None
+        previous_poll = submitted_at
         while True:
+            polled_at = self._clock()
             answer = await self._send("GET", operation_url, None, deadline)
             if answer.status == 404:
                 raise UpstreamError("the operation is unknown at Azure OpenAI (expired or deleted)")
@@ -205,12 +234,28 @@ class AzureOpenAIImages:
                 raise self._error_from_answer(answer)
             document = answer.json()
             if document.get("status") in LEGACY_TERMINAL:
+                if (
+                    submitted_at is not None
+                    and previous_poll is not None
+                    and document.get("status") == "succeeded"
+                ):
+                    # It finished after the previous poll: a lower bound of its duration.
+                    self._durations.add(previous_poll - submitted_at)
                 return document
+            previous_poll = polled_at
             cap = _retry_after_seconds(answer.headers) or POLL_DEFAULT_CAP_SECONDS
-            interval = min(interval * POLL_GROWTH, cap)
-            if self._clock() + interval >= deadline:
+            now = self._clock()
+            until_expected = (
+                (submitted_at + expected - now) if (expected and submitted_at is not None) else 0.0
+            )
+            if until_expected > POLL_FIRST_SECONDS:
+                pause = min(cap, until_expected)
+            else:
+                pause = interval
+                interval = min(interval * POLL_GROWTH, cap)
+            if now + pause >= deadline:
                 raise UpstreamTimeout("Azure OpenAI did not finish in time")
-            await self._sleep(interval)
+            await self._sleep(pause)
 
     # --- images -------------------------------------------------------------------------------
 

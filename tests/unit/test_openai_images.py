@@ -333,3 +333,54 @@ async def test_a_truncated_download_is_fetched_again(server: tuple[TestServer, S
     with pytest.raises(UpstreamError):
         await client.generate(REQUEST, operation_id="j", deadline=_deadline(), operation_url=op_url)
     await client.close()
+
+
+class FakeTime:
+    """A clock that only moves when the client sleeps."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+        self.sleeps: list[float] = []
+
+    def clock(self) -> float:
+        return self.now
+
+    async def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.now += seconds
+
+
+async def test_legacy_polls_time_themselves_by_recent_operations(server: tuple[TestServer, Script]) -> None:
+    test_server, script = server
+    fake = FakeTime()
+    settings = Settings(
+        openai_endpoint=str(test_server.make_url("")).rstrip("/"),
+        api_style=ApiStyle.LEGACY,
+        deployment="",
+        model="dall-e-2",
+        api_version=DEFAULT_API_VERSIONS[ApiStyle.LEGACY],
+        openai_scope="s",
+        storage=StorageSettings("http://b", "http://q", connection_string="x"),
+        api_key="k",
+    )
+    client = AzureOpenAIImages(settings, DALL_E_2, token_provider=None, sleep=fake.sleep, clock=fake.clock)
+    op_url = str(test_server.make_url("/op"))
+    data = base64.b64encode(_png()).decode()
+
+    def submit(_: web.Request) -> web.Response:
+        return web.json_response(
+            {"id": "op", "status": "notRunning"}, status=202, headers={"operation-location": op_url}
+        )
+
+    done = _legacy_poll("succeeded", result={"data": [{"b64_json": data}]})
+    running = _legacy_poll("running", "1")
+    script.answers = [submit, running, running, running, running, done]
+    await client.generate(REQUEST, operation_id="a", deadline=fake.now + 60)
+    first_job = list(fake.sleeps)
+    assert first_job == pytest.approx([0.05, 0.075, 0.1125, 0.16875])  # no history: start fast, grow
+    # It finished after the poll at 0.2375 s: the next job sleeps straight to that point.
+    fake.sleeps.clear()
+    script.answers = [submit, running, done]
+    await client.generate(REQUEST, operation_id="b", deadline=fake.now + 60)
+    await client.close()
+    assert fake.sleeps == pytest.approx([0.2375])
