@@ -10,6 +10,7 @@ from aiohttp import web
 
 from devtools.aoai_emulator import __doc__ as package_doc
 from devtools.aoai_emulator.app import create_app
+from devtools.aoai_emulator.images import IMAGE_DETAILS
 from devtools.aoai_emulator.state import DEFAULT_DEPLOYMENTS, DEFAULT_FILTER_WORDS, Config
 
 
@@ -66,6 +67,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--filter-output-index", type=int, help="filter this output image index")
     parser.add_argument("--images-per-minute", type=int, help="per-deployment image quota (429 beyond)")
     parser.add_argument("--region", default=defaults.region, help="x-ms-region header value")
+    parser.add_argument(
+        "--image-detail",
+        choices=IMAGE_DETAILS,
+        default=defaults.image_detail,
+        help="smooth: small gradient images; noise: incompressible, realistic size (~3 MB per 1024x1024 PNG)",
+    )
     return parser
 
 
@@ -81,6 +88,7 @@ def config_from_args(args: argparse.Namespace) -> Config:
         "filter_output_index": args.filter_output_index,
         "images_per_minute": args.images_per_minute,
         "region": args.region,
+        "image_detail": args.image_detail,
     }
     if args.deployment:
         patch["deployments"] = dict(args.deployment)

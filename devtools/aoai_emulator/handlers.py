@@ -130,6 +130,7 @@ class Handlers:
                 output_format=image.output_format,
                 transparent=image.background == "transparent",
                 compression=image.output_compression,
+                detail=self.state.config.image_detail,
             )
 
         return list(await asyncio.gather(*(one(i) for i in range(image.n))))

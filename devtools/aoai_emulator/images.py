@@ -10,6 +10,8 @@ from typing import Literal
 from PIL import Image, ImageDraw, ImageOps
 
 OutputFormat = Literal["png", "jpeg", "webp"]
+ImageDetail = Literal["smooth", "noise"]
+IMAGE_DETAILS: tuple[ImageDetail, ...] = ("smooth", "noise")
 
 CONTENT_TYPES: dict[str, str] = {"png": "image/png", "jpeg": "image/jpeg", "webp": "image/webp"}
 EXTENSIONS: dict[str, str] = {"png": "png", "jpeg": "jpg", "webp": "webp"}
@@ -35,14 +37,20 @@ def render_image(
     output_format: OutputFormat = "png",
     transparent: bool = False,
     compression: int | None = None,
+    detail: ImageDetail = "smooth",
 ) -> bytes:
     """Encode a picture derived from sha256(index, prompt): a gradient and a few text-free shapes.
 
     `compression` is the API's output_compression (0-100, higher = smaller file) for jpeg/webp.
     PNG uses compress_level 1: fast enough that the emulator never dominates a benchmark.
+    `detail="noise"` draws seeded random pixels instead: incompressible, so a 1024x1024 PNG is ~3 MB,
+    as large as a detailed real picture (memory benchmarks need images of realistic size).
     """
     rng = random.Random(_seed(prompt, index))
     mode = "RGBA" if transparent else "RGB"
+    if detail == "noise":
+        noise = Image.frombytes(mode, (width, height), rng.randbytes(width * height * len(mode)))
+        return _encode(noise, output_format, compression)
     if transparent:
         canvas = Image.new("RGBA", (width, height), (0, 0, 0, 0))
     else:
@@ -63,6 +71,10 @@ def render_image(
             draw.rectangle(box, fill=fill)
         else:
             draw.polygon([(x, y - r), (x + r, y + r), (x - r, y + r)], fill=fill)
+    return _encode(canvas, output_format, compression)
+
+
+def _encode(canvas: Image.Image, output_format: OutputFormat, compression: int | None) -> bytes:
     out = io.BytesIO()
     if output_format == "png":
         canvas.save(out, format="PNG", compress_level=1)

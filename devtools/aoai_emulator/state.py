@@ -9,6 +9,7 @@ from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 from devtools.aoai_emulator.faults import FaultQueue
+from devtools.aoai_emulator.images import IMAGE_DETAILS, ImageDetail
 from devtools.aoai_emulator.models import ImageRequest, rules_for_model
 
 DEFAULT_DEPLOYMENTS: dict[str, str] = {
@@ -38,6 +39,7 @@ class Config:
     images_per_minute: int | None = None  # per deployment (legacy counts as "legacy"); None: no quota
     denied_object_ids: list[str] = field(default_factory=list)  # token oids answered PermissionDenied
     region: str = "swedencentral"  # x-ms-region header
+    image_detail: ImageDetail = "smooth"  # "noise": incompressible images of realistic size (benchmarks)
     deployments: dict[str, str] = field(default_factory=lambda: dict(DEFAULT_DEPLOYMENTS))
 
     def to_json(self) -> dict[str, Any]:
@@ -85,6 +87,10 @@ def _check(name: str, value: object) -> object:
     if name == "content_filter_category":
         if value not in _CATEGORIES:
             raise ConfigError(f"content_filter_category must be one of {list(_CATEGORIES)}")
+        return value
+    if name == "image_detail":
+        if value not in IMAGE_DETAILS:
+            raise ConfigError(f"image_detail must be one of {list(IMAGE_DETAILS)}")
         return value
     if name == "region":
         if not isinstance(value, str):

@@ -311,6 +311,22 @@ async def test_admin_config_deployments_and_reset(client: TestClient[Any, Any]) 
     assert (await client.post(DEPLOY.format("dall-e-3"), json={"prompt": "p"}, headers=AUTH)).status == 200
 
 
+async def test_image_detail_noise_makes_full_size_images(client: TestClient[Any, Any]) -> None:
+    await _configure(client, image_detail="noise")
+    response = await client.post(DEPLOY.format("gpt-image-1"), json={"prompt": "a fox"}, headers=AUTH)
+    picture = base64.b64decode((await _json(response))["data"][0]["b64_json"])
+    assert len(picture) > 3_000_000
+    with Image.open(io.BytesIO(picture)) as image:
+        assert (image.format, image.size) == ("PNG", (1024, 1024))
+    submit = await client.post(SUBMIT, json={"prompt": "a fox", "size": "256x256"}, headers=AUTH)
+    done = await _poll_until_done(client, submit.headers["operation-location"])
+    download = await client.get(done["result"]["data"][0]["url"].split(str(client.server.port), 1)[1])
+    assert len(await download.read()) > 256 * 256 * 3
+    bad = await client.post("/_emulator/config", json={"image_detail": "grainy"})
+    assert bad.status == 400
+    assert (await _json(await client.get("/_emulator/config")))["image_detail"] == "noise"
+
+
 async def test_invalid_json_body(client: TestClient[Any, Any]) -> None:
     response = await client.post(DEPLOY.format("dall-e-3"), data=b"{not json", headers=AUTH)
     assert response.status == 400

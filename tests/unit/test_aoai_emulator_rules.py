@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 from PIL import Image
 
+from devtools.aoai_emulator.__main__ import build_parser, config_from_args
 from devtools.aoai_emulator.auth import AuthError, authenticate
 from devtools.aoai_emulator.errors import ApiError
 from devtools.aoai_emulator.faults import FaultQueue, FaultSpecError, parse_fault
@@ -62,6 +63,27 @@ def test_render_image_is_fast() -> None:
         render_image("a lighthouse", index, 1024, 1024)
     average = (time.perf_counter() - started) / 5
     assert average < 0.1  # well under 50 ms on a developer machine; generous for busy CI
+
+
+def test_render_image_noise_is_incompressible_deterministic_and_fast() -> None:
+    started = time.perf_counter()
+    data = render_image("a lighthouse", 0, 1024, 1024, detail="noise")
+    elapsed = time.perf_counter() - started
+    assert len(data) > 3_000_000  # 1024*1024*3 raw bytes: zlib cannot shrink noise
+    with Image.open(io.BytesIO(data)) as image:
+        assert (image.format, image.size, image.mode) == ("PNG", (1024, 1024), "RGB")
+    assert render_image("a lighthouse", 0, 1024, 1024, detail="noise") == data
+    assert render_image("a lighthouse", 1, 64, 64, detail="noise") != render_image(
+        "a lighthouse", 0, 64, 64, detail="noise"
+    )
+    assert len(render_image("a lighthouse", 0, 1024, 1024)) < 200_000  # smooth stays the default
+    assert elapsed < 1.0  # ~0.1 s on a developer machine; generous for busy CI
+
+
+def test_render_image_noise_in_other_formats() -> None:
+    data = render_image("x", 0, 256, 256, output_format="webp", transparent=True, detail="noise")
+    with Image.open(io.BytesIO(data)) as image:
+        assert (image.format, image.mode) == ("WEBP", "RGBA")
 
 
 def test_jpeg_compression_changes_size() -> None:
@@ -276,8 +298,10 @@ def test_quota_window_counts_images_per_minute() -> None:
 
 def test_config_update_is_checked_and_all_or_nothing() -> None:
     config = Config()
-    config.update({"latency_seconds": 0, "deployments": {"img": "gpt-image-1"}})
+    assert config.image_detail == "smooth"
+    config.update({"latency_seconds": 0, "deployments": {"img": "gpt-image-1"}, "image_detail": "noise"})
     assert config.deployments == {"img": "gpt-image-1"}
+    assert config.image_detail == "noise"
     with pytest.raises(ConfigError):
         config.update({"latency_seconds": 1, "deployments": {"chat": "gpt-4o"}})
     assert config.latency_seconds == 0.0
@@ -286,6 +310,15 @@ def test_config_update_is_checked_and_all_or_nothing() -> None:
         {"latency_seconds": -1},
         {"content_filter_words": "x"},
         {"images_per_minute": 1.5},
+        {"image_detail": "grainy"},
+        {"image_detail": None},
     ):
         with pytest.raises(ConfigError):
             config.update(bad)
+
+
+def test_image_detail_flag() -> None:
+    assert config_from_args(build_parser().parse_args([])).image_detail == "smooth"
+    assert config_from_args(build_parser().parse_args(["--image-detail", "noise"])).image_detail == "noise"
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["--image-detail", "grainy"])
