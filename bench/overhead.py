@@ -1,0 +1,84 @@
+"""Figure 1: what the whole path (dev host, job record, token, upload, SAS) adds to a generation.
+
+Identity mode (the default stack), deployments dialect, gpt-image-1, 1024x1024 PNG, n=1. The emulator
+is set to take 1.0 s per generation; after a warm-up, 40 sequential POSTs are timed by the client.
+Overhead is reported two ways: client time minus the configured latency, and client time minus the
+emulator's own `duration_ms` for that call (which also removes the emulator's rendering and encoding).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from bench.common import StackClient, progress, rounded, running_stack, summary_ms
+
+LATENCY_SECONDS = 1.0
+WARM_UP = 3
+SAMPLES = 40
+TARGET_P50_MS = 30.0
+
+
+def _timed_posts(client: StackClient, count: int, label: str) -> list[float]:
+    """Client-observed milliseconds of `count` sequential successful POSTs."""
+    times: list[float] = []
+    for index in range(count):
+        started = time.perf_counter()
+        client.post_image(f"{label} {index}: a lighthouse at dawn, watercolor")
+        times.append((time.perf_counter() - started) * 1000)
+    return times
+
+
+def _emulator_durations(client: StackClient, count: int) -> list[float]:
+    """`duration_ms` of the last `count` generate calls (sequential, so in the client's order)."""
+    entries = client.emulator_requests("generate")[-count:]
+    if len(entries) != count or any(entry["status"] != 200 for entry in entries):
+        raise RuntimeError("the emulator's log does not show one successful generation per POST")
+    return [float(entry["duration_ms"]) for entry in entries]
+
+
+def _measure(client: StackClient) -> dict[str, Any]:
+    client.configure_emulator({"latency_seconds": LATENCY_SECONDS})
+    progress(f"overhead: {WARM_UP} warm-up requests")
+    _timed_posts(client, WARM_UP, "warm-up")
+    tokens_before = client.msi_stats()
+    progress(f"overhead: {SAMPLES} sequential requests at {LATENCY_SECONDS:.1f} s emulator latency")
+    client_ms = _timed_posts(client, SAMPLES, "sample")
+    emulator_ms = _emulator_durations(client, SAMPLES)
+    tokens_after = client.msi_stats()
+    over_latency = [c - LATENCY_SECONDS * 1000 for c in client_ms]
+    over_emulator = [c - e for c, e in zip(client_ms, emulator_ms, strict=True)]
+    p50 = summary_ms(over_latency)["p50"]
+    return {
+        "setup": {
+            "storage_mode": "identity",
+            "api_style": "deployments",
+            "model": "gpt-image-1",
+            "request": "1024x1024 png, n=1",
+            "emulator_latency_s": LATENCY_SECONDS,
+            "warm_up_requests": WARM_UP,
+            "samples": SAMPLES,
+        },
+        "client_ms": summary_ms(client_ms),
+        "emulator_duration_ms": summary_ms(emulator_ms),
+        "overhead_over_configured_latency_ms": summary_ms(over_latency),
+        "overhead_over_emulator_duration_ms": summary_ms(over_emulator),
+        "target": {"p50_ms_at_most": TARGET_P50_MS, "p50_ms": p50, "met": p50 <= TARGET_P50_MS},
+        "msi_tokens": {
+            "issued_total_after_warm_up": tokens_before["total"],
+            "issued_total_at_end": tokens_after["total"],
+            "issued_during_samples": tokens_after["total"] - tokens_before["total"],
+            "by_audience_at_end": tokens_after["tokens_issued"],
+            "requests_served": WARM_UP + SAMPLES,
+        },
+        "share_of_client_time": rounded(p50 / summary_ms(client_ms)["p50"], 4),
+    }
+
+
+def run_overhead() -> dict[str, Any]:
+    with running_stack("overhead") as stack:
+        client = StackClient.open(stack)
+        try:
+            return _measure(client)
+        finally:
+            client.close()
