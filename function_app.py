@@ -1,11 +1,13 @@
-"""Azure Functions entry point (Python v2 model): routes only; the product lives in imagegen/."""
+"""Azure Functions entry point (Python v2 model): triggers only; the product lives in imagegen/."""
 
 import azure.functions as func
 
-from imagegen import http_api
+from imagegen import http_api, queue_api
 from imagegen.service import get_service
+from imagegen.settings import QUEUE_IMAGE_JOBS, QUEUE_IMAGE_REQUESTS
 
 app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
+STORAGE = "AzureWebJobsStorage"
 
 
 @app.route(route="images", methods=["POST"])
@@ -18,6 +20,26 @@ async def get_image(req: func.HttpRequest) -> func.HttpResponse:
     return await http_api.get_image(req, get_service)
 
 
+@app.route(route="images/{id}", methods=["DELETE"])
+async def cancel_image(req: func.HttpRequest) -> func.HttpResponse:
+    return await http_api.cancel_image(req, get_service)
+
+
 @app.route(route="health", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
 async def health(req: func.HttpRequest) -> func.HttpResponse:
     return await http_api.health(req, get_service)
+
+
+@app.queue_trigger(arg_name="msg", queue_name=QUEUE_IMAGE_JOBS, connection=STORAGE)
+async def run_image_job(msg: func.QueueMessage) -> None:
+    await queue_api.run_image_job(msg, get_service)
+
+
+@app.queue_trigger(arg_name="msg", queue_name=f"{QUEUE_IMAGE_JOBS}-poison", connection=STORAGE)
+async def fail_poisoned_image_job(msg: func.QueueMessage) -> None:
+    await queue_api.fail_poisoned_image_job(msg, get_service)
+
+
+@app.queue_trigger(arg_name="msg", queue_name=QUEUE_IMAGE_REQUESTS, connection=STORAGE)
+async def accept_image_request(msg: func.QueueMessage) -> None:
+    await queue_api.accept_image_request(msg, get_service)

@@ -93,6 +93,7 @@ class BlobStore:
         self._key_lock = asyncio.Lock()
         self._ready_containers: set[str] = set()
         self.delegation_key_fetches = 0
+        self.operations = 0  # storage calls made (benchmarks count them)
 
     @property
     def client(self) -> BlobServiceClient:
@@ -124,6 +125,7 @@ class BlobStore:
         if container in self._ready_containers:
             return
         try:
+            self.operations += 1
             await self.client.create_container(container)
         except ResourceExistsError:
             pass
@@ -134,6 +136,7 @@ class BlobStore:
     async def check_reachable(self, container: str) -> None:
         """For health checks: the container exists and can be read with our credential."""
         try:
+            self.operations += 1
             await self.client.get_container_client(container).get_container_properties()
         except ResourceNotFoundError:
             await self.ensure_container(container)
@@ -146,6 +149,7 @@ class BlobStore:
         await self.ensure_container(container)
         blob = self.client.get_blob_client(container, name)
         try:
+            self.operations += 1
             await blob.upload_blob(
                 data,
                 overwrite=True,
@@ -159,6 +163,7 @@ class BlobStore:
 
     async def exists(self, container: str, name: str) -> bool:
         try:
+            self.operations += 1
             return bool(await self.client.get_blob_client(container, name).exists())
         except AzureError as error:
             raise _storage_error("check a blob", error) from None
@@ -170,6 +175,7 @@ class BlobStore:
         await self.ensure_container(container)
         blob = self.client.get_blob_client(container, name)
         try:
+            self.operations += 1
             result = await blob.upload_blob(
                 _json_bytes(document),
                 overwrite=False,
@@ -184,6 +190,7 @@ class BlobStore:
     async def read_json(self, container: str, name: str) -> JsonBlob:
         blob = self.client.get_blob_client(container, name)
         try:
+            self.operations += 1
             downloader = await blob.download_blob()
             body = await downloader.readall()
         except ResourceNotFoundError:
@@ -199,6 +206,7 @@ class BlobStore:
         """Replace only if unchanged since `etag` (If-Match); returns the new ETag."""
         blob = self.client.get_blob_client(container, name)
         try:
+            self.operations += 1
             result = await blob.upload_blob(
                 _json_bytes(document),
                 overwrite=True,
@@ -254,6 +262,7 @@ class BlobStore:
             )
             expiry = now + lifetime
             try:
+                self.operations += 1
                 key = await self.client.get_user_delegation_key(now - CLOCK_SKEW, expiry)
             except AzureError as error:
                 raise _storage_error("get a user delegation key", error) from None

@@ -1,6 +1,8 @@
 """HTTP handlers: parse, call the service, and translate every outcome to HTTP in one place.
 
 Handlers take and return azure.functions objects so they can be tested with real request objects.
+The asynchronous request-reply pattern: 202 + Location + Retry-After while a job runs, which Logic
+Apps and Power Automate follow on their own.
 """
 
 from __future__ import annotations
@@ -8,17 +10,21 @@ from __future__ import annotations
 import json
 import logging
 import math
+import re
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
 import azure.functions as func
 
 from imagegen.errors import ImageGenError, SettingsError, StorageError, http_status_for_code
+from imagegen.intake import build_submission, check_idempotency_key
 from imagegen.jobs import Job, JobStatus
-from imagegen.models import parse_image_request
-from imagegen.service import ImageService, JobView
+from imagegen.models import parse_json_object
+from imagegen.service import ImageService
 from imagegen.settings import get_settings
+from imagegen.views import job_url, render_job
 
 log = logging.getLogger(__name__)
 
@@ -29,78 +35,69 @@ JSON = "application/json"
 ServiceFactory = Callable[[], ImageService]
 
 
-def _origin(req: func.HttpRequest) -> str:
+def api_base(req: func.HttpRequest) -> str:
     parts = urlsplit(req.url)
-    return f"{parts.scheme}://{parts.netloc}"
+    return f"{parts.scheme}://{parts.netloc}{ROUTE_PREFIX}"
 
 
-def job_url(req: func.HttpRequest, job_id: str) -> str:
-    return f"{_origin(req)}{ROUTE_PREFIX}/images/{job_id}"
+@dataclass(frozen=True)
+class Preference:
+    """RFC 7240 `Prefer`: `respond-async` and/or `wait=N`."""
+
+    respond_async: bool
+    wait_seconds: float | None
 
 
-def render_job(view: JobView, req: func.HttpRequest) -> dict[str, Any]:
-    """The job JSON of DESIGN.md (no internal fields: no operation URL, no secrets)."""
-    job = view.job
-    record = job.to_record()
-    body: dict[str, Any] = {
-        "id": job.id,
-        "status": job.status.value,
-        "created_at": record["created_at"],
-        "updated_at": record["updated_at"],
-        "request": record["request"],
-        "images": [
-            {
-                "url": link.url,
-                "expires_at": link.expires_at.isoformat().replace("+00:00", "Z"),
-                "content_type": image.content_type,
-                "width": image.width,
-                "height": image.height,
-                "bytes": image.bytes,
-                "blob": image.blob,
-                **({"revised_prompt": image.revised_prompt} if image.revised_prompt else {}),
-            }
-            for image, link in zip(job.images, view.links, strict=True)
-        ],
-        "urls": {"get": job_url(req, job.id)},
-    }
-    if "completed_at" in record:
-        body["completed_at"] = record["completed_at"]
-    if job.error is not None:
-        body["error"] = {k: v for k, v in job.error.items() if k in ("code", "message", "details")}
-    return body
+_WAIT = re.compile(r"^wait\s*=\s*\"?(\d+(?:\.\d+)?)\"?$", re.IGNORECASE)
+
+
+def parse_prefer(header: str | None) -> Preference:
+    respond_async, wait = False, None
+    for token in (header or "").split(","):
+        token = token.split(";")[0].strip()
+        if token.lower() == "respond-async":
+            respond_async = True
+        elif match := _WAIT.match(token):
+            wait = float(match.group(1))
+    return Preference(respond_async, wait)
 
 
 def _json_response(body: Any, status: int, headers: dict[str, str] | None = None) -> func.HttpResponse:
     return func.HttpResponse(json.dumps(body), status_code=status, headers=headers, mimetype=JSON)
 
 
+def _retry_after(seconds: float) -> str:
+    return str(max(1, math.ceil(seconds)))
+
+
 def error_response(error: ImageGenError) -> func.HttpResponse:
     """The one translation of an error that has no job (validation, lookup, storage) to HTTP."""
     headers = {}
     if error.retry_after is not None:
-        headers["Retry-After"] = str(max(1, math.ceil(error.retry_after)))
+        headers["Retry-After"] = _retry_after(error.retry_after)
     return _json_response({"error": error.to_json()}, error.http_status, headers)
 
 
-def job_response(view: JobView, req: func.HttpRequest) -> func.HttpResponse:
-    """A job's HTTP status follows its state: 200 done, 202 in progress, the error table when failed."""
-    job = view.job
-    body = render_job(view, req)
-    headers: dict[str, str] = {}
+async def job_response(
+    service: ImageService, job: Job, req: func.HttpRequest, extra_headers: dict[str, str] | None = None
+) -> func.HttpResponse:
+    """A job's HTTP status follows its state: 200 done, 202 in progress, the error table when it failed."""
+    base = api_base(req)
+    body = render_job(await service.view(job), base)
+    headers: dict[str, str] = dict(extra_headers or {})
     if job.status is JobStatus.SUCCEEDED:
         status = 200
     elif job.status is JobStatus.CANCELED:
         status = 409
-        body.setdefault("error", {"code": "canceled", "message": "the job was canceled"})
     elif job.status is JobStatus.FAILED:
         error = job.error or {"code": "upstream_error"}
         status = http_status_for_code(str(error.get("code")))
         retry_after = error.get("retry_after")
         if isinstance(retry_after, int | float):
-            headers["Retry-After"] = str(max(1, math.ceil(retry_after)))
+            headers["Retry-After"] = _retry_after(retry_after)
     else:
         status = 202
-        headers["Location"] = job_url(req, job.id)
+        headers["Location"] = job_url(base, job.id)
         headers["Retry-After"] = str(POLL_AFTER_SECONDS)
     return _json_response(body, status, headers)
 
@@ -113,13 +110,27 @@ async def _guarded(action: Callable[[], Awaitable[func.HttpResponse]]) -> func.H
 
 
 async def create_image(req: func.HttpRequest, service_factory: ServiceFactory) -> func.HttpResponse:
-    """POST /api/images: run the job inline and answer with it (or the error table's status)."""
+    """POST /api/images: record the job, then answer 202 at once, or wait for it (Prefer)."""
 
     async def action() -> func.HttpResponse:
         service = service_factory()
-        request = parse_image_request(req.get_body(), req.headers.get("Content-Type"), service.rules)
-        job: Job = await service.run_inline(request)
-        return job_response(await service.view(job), req)
+        document = parse_json_object(req.get_body(), req.headers.get("Content-Type"))
+        submission = await build_submission(
+            document,
+            rules=service.rules,
+            settings=service.settings,
+            idempotency_key=check_idempotency_key(req.headers.get("Idempotency-Key")),
+            api_base=api_base(req),
+        )
+        preference = parse_prefer(req.headers.get("Prefer"))
+        if preference.respond_async:
+            job = await service.submit_async(submission)
+            return await job_response(service, job, req, {"Preference-Applied": "respond-async"})
+        limit = service.settings.max_wait_seconds
+        wait = limit if preference.wait_seconds is None else min(preference.wait_seconds, limit)
+        job = await service.submit_and_wait(submission, wait)
+        applied = {"Preference-Applied": f"wait={wait:g}"} if preference.wait_seconds is not None else {}
+        return await job_response(service, job, req, applied)
 
     return await _guarded(action)
 
@@ -130,7 +141,18 @@ async def get_image(req: func.HttpRequest, service_factory: ServiceFactory) -> f
     async def action() -> func.HttpResponse:
         service = service_factory()
         job = await service.jobs.get(req.route_params.get("id", ""))
-        return job_response(await service.view(job), req)
+        return await job_response(service, job, req)
+
+    return await _guarded(action)
+
+
+async def cancel_image(req: func.HttpRequest, service_factory: ServiceFactory) -> func.HttpResponse:
+    """DELETE /api/images/{id}: cancel a job that has not finished (409 once it has)."""
+
+    async def action() -> func.HttpResponse:
+        service = service_factory()
+        job = await service.cancel(req.route_params.get("id", ""))
+        return _json_response(render_job(await service.view(job), api_base(req)), 200)
 
     return await _guarded(action)
 
@@ -155,5 +177,7 @@ async def health(req: func.HttpRequest, service_factory: ServiceFactory) -> func
         "api_style": settings.api_style.value,
         "model": settings.model,
         "auth": "api-key" if settings.api_key else "entra-id",
+        "webhooks": "on" if settings.webhook_secret else "off",
     }
     return _json_response(body, 200 if healthy else 503)
+

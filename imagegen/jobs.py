@@ -71,10 +71,63 @@ class Job:
     images: tuple[StoredImage, ...] = ()
     error: dict[str, Any] | None = None
     operation_url: str | None = field(default=None, repr=False)  # legacy dialect: the upstream operation
+    # Durability: who works on the job until when (ETag-written), and how many runs started.
+    lease_owner: str | None = None
+    lease_until: datetime | None = None
+    attempts: int = 0
+    # Idempotency: hashes only (never the key or body themselves).
+    idempotency_key_hash: str | None = None
+    body_hash: str | None = None
+    callback_url: str | None = field(default=None, repr=False)
+    api_base: str | None = None  # e.g. https://app.azurewebsites.net/api, for links in results
 
     @classmethod
-    def new(cls, request: ImageRequest, *, now: datetime, status: JobStatus = JobStatus.QUEUED) -> Job:
-        return cls(id=str(uuid.uuid4()), status=status, request=request, created_at=now, updated_at=now)
+    def new(
+        cls,
+        request: ImageRequest,
+        *,
+        now: datetime,
+        job_id: str | None = None,
+        status: JobStatus = JobStatus.QUEUED,
+        callback_url: str | None = None,
+        idempotency_key_hash: str | None = None,
+        body_hash: str | None = None,
+        api_base: str | None = None,
+    ) -> Job:
+        return cls(
+            id=job_id or str(uuid.uuid4()),
+            status=status,
+            request=request,
+            created_at=now,
+            updated_at=now,
+            callback_url=callback_url,
+            idempotency_key_hash=idempotency_key_hash,
+            body_hash=body_hash,
+            api_base=api_base,
+        )
+
+    def lease_is_live(self, now: datetime) -> bool:
+        return self.lease_until is not None and self.lease_until > now
+
+    def leased(self, owner: str, until: datetime, now: datetime, *, new_run: bool) -> Job:
+        return replace(
+            self,
+            status=JobStatus.RUNNING,
+            lease_owner=owner,
+            lease_until=until,
+            attempts=self.attempts + (1 if new_run else 0),
+            updated_at=now,
+        )
+
+    def canceled(self, now: datetime) -> Job:
+        return replace(
+            self,
+            status=JobStatus.CANCELED,
+            error={"code": "canceled", "message": "the job was canceled"},
+            updated_at=now,
+            completed_at=now,
+            lease_until=None,
+        )
 
     def to_record(self) -> dict[str, Any]:
         record: dict[str, Any] = {
@@ -89,8 +142,17 @@ class Job:
             record["completed_at"] = _iso(self.completed_at)
         if self.error is not None:
             record["error"] = self.error
-        if self.operation_url is not None:
-            record["operation_url"] = self.operation_url
+        optional = {
+            "operation_url": self.operation_url,
+            "lease_owner": self.lease_owner,
+            "lease_until": _iso(self.lease_until) if self.lease_until else None,
+            "idempotency_key_hash": self.idempotency_key_hash,
+            "body_hash": self.body_hash,
+            "callback_url": self.callback_url,
+            "api_base": self.api_base,
+        }
+        record.update({k: v for k, v in optional.items() if v is not None})
+        record["attempts"] = self.attempts
         return record
 
     @classmethod
@@ -107,16 +169,32 @@ class Job:
             images=tuple(StoredImage.from_record(item) for item in record.get("images", [])),
             error=record.get("error"),
             operation_url=record.get("operation_url"),
+            lease_owner=record.get("lease_owner"),
+            lease_until=datetime.fromisoformat(record["lease_until"]) if record.get("lease_until") else None,
+            attempts=int(record.get("attempts", 0)),
+            idempotency_key_hash=record.get("idempotency_key_hash"),
+            body_hash=record.get("body_hash"),
+            callback_url=record.get("callback_url"),
+            api_base=record.get("api_base"),
         )
 
     def succeeded(self, images: tuple[StoredImage, ...], now: datetime) -> Job:
-        return replace(self, status=JobStatus.SUCCEEDED, images=images, updated_at=now, completed_at=now)
+        return replace(
+            self,
+            status=JobStatus.SUCCEEDED,
+            images=images,
+            updated_at=now,
+            completed_at=now,
+            lease_until=None,
+        )
 
     def failed(self, error: ImageGenError, now: datetime) -> Job:
         body = error.to_json()
         if error.retry_after is not None:
             body["retry_after"] = round(error.retry_after, 3)
-        return replace(self, status=JobStatus.FAILED, error=body, updated_at=now, completed_at=now)
+        return replace(
+            self, status=JobStatus.FAILED, error=body, updated_at=now, completed_at=now, lease_until=None
+        )
 
     def image_blob_name(self, index: int, extension: str) -> str:
         """`{yyyy}/{mm}/{dd}/{job id}/{index}.{ext}` (DESIGN.md), dated by the job's creation."""
@@ -125,6 +203,12 @@ class Job:
 
 def _iso(moment: datetime) -> str:
     return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+@dataclass(frozen=True)
+class VersionedJob:
+    job: Job
+    etag: str
 
 
 class JobRepository:
@@ -142,6 +226,9 @@ class JobRepository:
         return await self._store.create_json(self._container, self._name(job.id), job.to_record())
 
     async def get(self, job_id: str) -> Job:
+        return (await self.read(job_id)).job
+
+    async def read(self, job_id: str) -> VersionedJob:
         try:
             uuid.UUID(job_id)
         except ValueError:
@@ -150,9 +237,12 @@ class JobRepository:
             stored = await self._store.read_json(self._container, self._name(job_id))
         except BlobNotFound:
             raise JobNotFound(f"no job with id '{job_id}'") from None
-        return Job.from_record(stored.document)
+        return VersionedJob(Job.from_record(stored.document), stored.etag)
 
     async def update(self, job_id: str, change: Callable[[Job], Job | None]) -> Job:
+        return (await self.update_versioned(job_id, change)).job
+
+    async def update_versioned(self, job_id: str, change: Callable[[Job], Job | None]) -> VersionedJob:
         """Apply `change` to the current record and write it If-Match; retry on a lost race.
 
         `change` returns None to leave the record alone (e.g. it is already terminal).
@@ -165,14 +255,14 @@ class JobRepository:
             current = Job.from_record(stored.document)
             changed = change(current)
             if changed is None:
-                return current
+                return VersionedJob(current, stored.etag)
             try:
-                await self._store.replace_json(
+                etag = await self._store.replace_json(
                     self._container, self._name(job_id), changed.to_record(), etag=stored.etag
                 )
             except BlobChanged:
                 continue
-            return changed
+            return VersionedJob(changed, etag)
         raise StorageError("a job record kept changing under us; try again")
 
     async def write_if_unchanged(self, job: Job, *, etag: str) -> str:

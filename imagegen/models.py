@@ -128,6 +128,11 @@ class ImageRequest:
 
 def parse_image_request(body: bytes, content_type: str | None, rules: ModelRules) -> ImageRequest:
     """Validate a POST body for the configured model; raise InvalidRequest naming the field."""
+    return validate_image_request(parse_json_object(body, content_type), rules)
+
+
+def parse_json_object(body: bytes, content_type: str | None) -> dict[str, Any]:
+    """A JSON object from a request body, or InvalidRequest (content type, size, syntax)."""
     media_type = (content_type or "").split(";")[0].strip().lower()
     if media_type != "application/json":
         raise InvalidRequest("Content-Type must be application/json", field="Content-Type")
@@ -141,7 +146,7 @@ def parse_image_request(body: bytes, content_type: str | None, rules: ModelRules
         ) from None
     if not isinstance(document, dict):
         raise InvalidRequest("the body must be a JSON object", field="body")
-    return validate_image_request(document, rules)
+    return document
 
 
 def validate_image_request(document: Mapping[str, Any], rules: ModelRules) -> ImageRequest:

@@ -1,29 +1,65 @@
-"""The product's main path: a validated request becomes a job, images in Blob Storage, and links.
+"""Jobs that survive: create, run inline or from the queue, resume, cancel, publish, call back.
 
-Built lazily once per process (`get_service`), never at import: SDK clients and sessions are reused
-by every invocation on the instance.
+The rules (DESIGN.md, Durability):
+- The job record is written before any answer; a queue message on `image-jobs` backs every job
+  (visible at once for respond-async, after a grace period when the request waits inline).
+- Whoever runs a job holds its lease (`lease_until`, ETag-written, renewed while it works). A message
+  for a job under a live lease goes back to the queue with a delay; only an expired lease (a dead
+  instance) is taken over, so a paid upstream call is repeated at most once, after a crash.
+- A resumed job never repeats a finished step: a legacy job polls its stored operation; images
+  already in Blob Storage are not uploaded again.
+- Whoever owns a job's message publishes its terminal state (to `image-results`, and to the
+  callback) and only then lets the message go: delivery is at least once.
+
+Built lazily once per process (`get_service`), never at import.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import hashlib
+import json
 import logging
+import os
+import socket
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
-from typing import Protocol
+from typing import Any, Protocol
 
 from azure.core.credentials_async import AsyncTokenCredential
 
-from imagegen.blob_store import BlobChanged, BlobStore, SignedLink
-from imagegen.errors import ImageGenError
-from imagegen.jobs import Job, JobRepository, JobStatus, StoredImage
+from imagegen.blob_store import BlobAlreadyExists, BlobChanged, BlobStore, SignedLink
+from imagegen.errors import (
+    IdempotencyKeyReused,
+    ImageGenError,
+    JobConflict,
+    JobNotFound,
+    ProcessingFailed,
+    StorageError,
+)
+from imagegen.jobs import Job, JobRepository, JobStatus, StoredImage, VersionedJob
 from imagegen.models import ImageRequest, ModelRules, rules_for_model
 from imagegen.openai_images import AzureOpenAIImages, GeneratedImage, OperationCallback
-from imagegen.settings import Settings, get_settings
+from imagegen.queues import QueueStore, SentMessage
+from imagegen.settings import (
+    QUEUE_IMAGE_JOBS,
+    QUEUE_IMAGE_REQUESTS,
+    QUEUE_IMAGE_RESULTS,
+    Settings,
+    get_settings,
+)
+from imagegen.webhooks import WebhookSender
 
 log = logging.getLogger(__name__)
+
+IDEMPOTENCY_NAMESPACE = uuid.UUID("5b0c7e2a-8f0b-4f0e-9d55-2f6b1f1e9a10")
+# A job message becomes visible this long after its lease would lapse, so a live owner renews first.
+GRACE_MARGIN_SECONDS = 5.0
+EXISTING_JOB_POLL_SECONDS = (0.1, 0.2, 0.4, 0.8, 1.0)
 
 
 class ImageGenerator(Protocol):
@@ -37,6 +73,8 @@ class ImageGenerator(Protocol):
         on_operation: OperationCallback | None = None,
     ) -> list[GeneratedImage]: ...
 
+    async def cancel_operation(self, operation_url: str, *, deadline: float) -> None: ...
+
     async def close(self) -> None: ...
 
 
@@ -48,63 +86,319 @@ class JobView:
     links: tuple[SignedLink, ...]
 
 
+@dataclass(frozen=True)
+class Submission:
+    """A validated request plus what travels beside it."""
+
+    request: ImageRequest
+    body_hash: str
+    idempotency_key: str | None = None
+    callback_url: str | None = None
+    api_base: str | None = None
+
+    @staticmethod
+    def hash_body(document: dict[str, Any]) -> str:
+        canonical = json.dumps(document, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+        return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+class JobCanceledWhileRunning(Exception):
+    """The job was canceled (DELETE) while this instance worked on it."""
+
+
+class _JobHandle:
+    """The running job's latest record and ETag; every write of the runner goes through it."""
+
+    def __init__(self, service: ImageService, versioned: VersionedJob) -> None:
+        self._service = service
+        self.job = versioned.job
+        self.etag = versioned.etag
+        self.canceled = False
+        self._lock = asyncio.Lock()
+        self.work: asyncio.Task[Job] | None = None
+        self.task: asyncio.Task[Job] | None = None
+        # Resolved as soon as the job's outcome is recorded (before publishing and callbacks).
+        self.finished: asyncio.Future[Job] = asyncio.get_running_loop().create_future()
+
+    def stop_canceled(self, canceled: Job) -> None:
+        """DELETE reached the instance that runs the job: stop the work now."""
+        self.canceled, self.job = True, canceled
+        if self.work is not None:
+            self.work.cancel()
+
+    async def write(self, change: Callable[[Job], Job]) -> None:
+        """Write `change(job)` If-Match; a lost race re-reads: a terminal job (canceled) stops us."""
+        async with self._lock:
+            try:
+                updated = change(self.job)
+                self.etag = await self._service.jobs.write_if_unchanged(updated, etag=self.etag)
+                self.job = updated
+                return
+            except BlobChanged:
+                pass
+            current = await self._service.jobs.read(self.job.id)
+            if current.job.status.terminal:
+                self.job, self.etag, self.canceled = current.job, current.etag, True
+                raise JobCanceledWhileRunning(self.job.id)
+            updated = change(current.job)
+            self.etag = await self._service.jobs.write_if_unchanged(updated, etag=current.etag)
+            self.job = updated
+
+
 class ImageService:
     def __init__(
         self,
         settings: Settings,
         generator: ImageGenerator,
         store: BlobStore,
+        queues: QueueStore,
         *,
+        webhooks: WebhookSender | None = None,
+        credential: AsyncTokenCredential | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         monotonic: Callable[[], float] = time.monotonic,
+        instance_id: str | None = None,
     ) -> None:
         self.settings = settings
         self.rules: ModelRules = rules_for_model(settings.model)
         self._generator = generator
         self._store = store
+        self.queues = queues
+        self._webhooks = webhooks
+        self._credential = credential
         self._clock = clock
         self._monotonic = monotonic
+        self.instance_id = instance_id or f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
         self.jobs = JobRepository(store, settings.jobs_container, clock=clock)
+        self._handles: dict[str, _JobHandle] = {}
+        self._lease = timedelta(seconds=settings.job_lease_seconds)
 
     async def close(self) -> None:
+        for handle in list(self._handles.values()):
+            if handle.task is not None:
+                handle.task.cancel()
         await self._generator.close()
         await self._store.close()
+        await self.queues.close()
+        if self._webhooks is not None:
+            await self._webhooks.close()
+        if self._credential is not None:
+            await self._credential.close()
 
-    async def run_inline(self, request: ImageRequest) -> Job:
-        """Create the job record, generate, store the images, and record the outcome."""
-        job = Job.new(request, now=self._clock(), status=JobStatus.RUNNING)
-        etag = await self.jobs.create(job)
-        log.info("job %s created (n=%d, size=%s)", job.id, request.n, request.size)
-        deadline = self._monotonic() + min(
-            self.settings.upstream_timeout_seconds, self.settings.max_wait_seconds
+    @property
+    def storage_operations(self) -> int:
+        return self._store.operations + self.queues.operations
+
+    # --- submitting --------------------------------------------------------------------------
+
+    def _new_job(self, submission: Submission, job_id: str, status: JobStatus) -> Job:
+        key_hash = (
+            hashlib.sha256(submission.idempotency_key.encode()).hexdigest()
+            if submission.idempotency_key
+            else None
+        )
+        return Job.new(
+            submission.request,
+            now=self._clock(),
+            job_id=job_id,
+            status=status,
+            callback_url=submission.callback_url,
+            idempotency_key_hash=key_hash,
+            body_hash=submission.body_hash,
+            api_base=submission.api_base,
         )
 
+    @staticmethod
+    def job_id_for(submission: Submission) -> str:
+        """Same Idempotency-Key → same job id, so the record's create-if-absent is the lock."""
+        if submission.idempotency_key is None:
+            return str(uuid.uuid4())
+        key_hash = hashlib.sha256(submission.idempotency_key.encode()).hexdigest()
+        return str(uuid.uuid5(IDEMPOTENCY_NAMESPACE, key_hash))
+
+    async def submit_async(self, submission: Submission) -> Job:
+        """Record the job and queue it for a worker at once (Prefer: respond-async, queue input)."""
+        job = self._new_job(submission, self.job_id_for(submission), JobStatus.QUEUED)
+        try:
+            await self.jobs.create(job)
+        except BlobAlreadyExists:
+            return await self._existing(job.id, submission, wait_seconds=0)
+        await self.queues.send(QUEUE_IMAGE_JOBS, {"job_id": job.id})
+        log.info("job %s queued (n=%d, size=%s)", job.id, job.request.n, job.request.size)
+        return job
+
+    async def submit_and_wait(self, submission: Submission, wait_seconds: float) -> Job:
+        """Record the job, back it with a delayed message, run it here; answer when done or at the wait."""
+        started = self._monotonic()
+        now = self._clock()
+        job = self._new_job(submission, self.job_id_for(submission), JobStatus.RUNNING)
+        job = job.leased(self.instance_id, now + self._lease, now, new_run=True)
+        try:
+            etag = await self.jobs.create(job)
+        except BlobAlreadyExists:
+            return await self._existing(job.id, submission, wait_seconds=wait_seconds)
+        log.info("job %s running inline (n=%d, size=%s)", job.id, job.request.n, job.request.size)
+        try:
+            message = await self.queues.send(
+                QUEUE_IMAGE_JOBS,
+                {"job_id": job.id},
+                delay_seconds=self._lease.total_seconds() + GRACE_MARGIN_SECONDS,
+            )
+        except StorageError:
+            # Without its backing message the job must not start: end it rather than leave it stuck.
+            await self.jobs.update(
+                job.id,
+                lambda current: (
+                    None
+                    if current.status.terminal
+                    else current.failed(
+                        StorageError("Queue Storage is unavailable: the job could not be scheduled"),
+                        self._clock(),
+                    )
+                ),
+            )
+            raise
+        handle = self._start(VersionedJob(job, etag), message)
+        remaining = wait_seconds - (self._monotonic() - started)
+        return await self._wait_for(handle, remaining)
+
+    @staticmethod
+    async def _wait_for(handle: _JobHandle, seconds: float) -> Job:
+        """The outcome if it is recorded within `seconds`, else the job as it stands (still running)."""
+        if seconds > 0:
+            with contextlib.suppress(TimeoutError):
+                return await asyncio.wait_for(asyncio.shield(handle.finished), timeout=seconds)
+        return handle.job
+
+    async def _existing(self, job_id: str, submission: Submission, *, wait_seconds: float) -> Job:
+        """A repeated Idempotency-Key: the same body gets the same job (waited for like the first)."""
+        job = await self.jobs.get(job_id)
+        if job.body_hash != submission.body_hash:
+            raise IdempotencyKeyReused(
+                "this Idempotency-Key was used with a different request body", details={"job_id": job.id}
+            )
+        deadline = self._monotonic() + wait_seconds
+        polls = iter(EXISTING_JOB_POLL_SECONDS)
+        while not job.status.terminal and self._monotonic() < deadline:
+            running_here = self._handles.get(job_id)
+            if running_here is not None:
+                return await self._wait_for(running_here, deadline - self._monotonic())
+            await asyncio.sleep(
+                min(next(polls, EXISTING_JOB_POLL_SECONDS[-1]), max(0.0, deadline - self._monotonic()))
+            )
+            job = await self.jobs.get(job_id)
+        return job
+
+    # --- running -----------------------------------------------------------------------------
+
+    def _start(self, versioned: VersionedJob, message: SentMessage | None) -> _JobHandle:
+        handle = _JobHandle(self, versioned)
+        job_id = versioned.job.id
+        handle.task = asyncio.create_task(self._run(handle, message), name=f"job-{job_id}")
+        self._handles[job_id] = handle
+        handle.task.add_done_callback(lambda _: self._handles.pop(job_id, None))
+        return handle
+
+    async def _run(self, handle: _JobHandle, message: SentMessage | None) -> Job:
+        """Run a leased job to its end, publish it, then let its backing message go."""
+        work = handle.work = asyncio.create_task(self._work(handle))
+        renewer = asyncio.create_task(self._renew_lease(handle, work))
+        try:
+            try:
+                final = await work
+            except asyncio.CancelledError:
+                if not handle.canceled:
+                    raise
+                final = handle.job
+            except JobCanceledWhileRunning:
+                final = handle.job
+            finally:
+                renewer.cancel()
+        except BaseException as error:
+            if not handle.finished.done():
+                handle.finished.set_exception(
+                    error if isinstance(error, Exception) else StorageError("stopped")
+                )
+                handle.finished.exception()  # retrieved: waiters may be gone
+            raise
+        if not handle.finished.done():
+            handle.finished.set_result(final)
+        try:
+            await self._after_terminal(final)
+        except StorageError:
+            if message is None:
+                raise  # the host retries the message, and with it the publishing
+            log.warning("job %s: publishing failed; its queue message stays for a worker to retry", final.id)
+            return final
+        if message is not None:
+            try:
+                await self.queues.delete(message)
+            except StorageError:
+                log.warning(
+                    "job %s: its queue message could not be deleted; a worker will find it done", final.id
+                )
+        return final
+
+    async def _work(self, handle: _JobHandle) -> Job:
+        job = handle.job
+        resumed = job.attempts > 1
+        deadline = self._monotonic() + self.settings.upstream_timeout_seconds
+
         async def remember_operation(operation_url: str) -> None:
-            nonlocal job, etag
-            job = replace(job, operation_url=operation_url)
-            etag = await self.jobs.write_if_unchanged(job, etag=etag)
+            await handle.write(lambda current: replace(current, operation_url=operation_url))
 
         try:
             generated = await self._generator.generate(
-                request, operation_id=job.id, deadline=deadline, on_operation=remember_operation
+                job.request,
+                operation_id=job.id,
+                deadline=deadline,
+                operation_url=job.operation_url,
+                on_operation=remember_operation,
             )
-            stored = await self._store_images(job, generated)
-            final = job.succeeded(stored, self._clock())
+            stored = await self._store_images(job, generated, skip_existing=resumed)
+            outcome = "succeeded"
         except ImageGenError as error:
             log.info("job %s failed: %s", job.id, error.code)
-            final = job.failed(error, self._clock())
-        return await self._finish(final, etag)
+            failure = error
+            outcome = "failed"
+        now = self._clock()
+        if outcome == "succeeded":
+            await handle.write(lambda current: current.succeeded(stored, now))
+        else:
+            await handle.write(lambda current: current.failed(failure, now))
+        log.info("job %s %s (attempt %d)", job.id, handle.job.status.value, handle.job.attempts)
+        return handle.job
 
-    async def _store_images(self, job: Job, generated: list[GeneratedImage]) -> tuple[StoredImage, ...]:
+    async def _renew_lease(self, handle: _JobHandle, work: asyncio.Task[Job]) -> None:
+        """Extend the lease every third of its length; a canceled job stops the work."""
+        interval = self._lease.total_seconds() / 3
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                await handle.write(self._renewed)
+            except JobCanceledWhileRunning:
+                work.cancel()
+                return
+            except StorageError:
+                log.warning("job %s: could not renew its lease; retrying", handle.job.id)
+
+    def _renewed(self, current: Job) -> Job:
+        now = self._clock()
+        return replace(current, lease_until=now + self._lease, updated_at=now)
+
+    async def _store_images(
+        self, job: Job, generated: list[GeneratedImage], *, skip_existing: bool
+    ) -> tuple[StoredImage, ...]:
         async def store_one(index: int, image: GeneratedImage) -> StoredImage:
             name = job.image_blob_name(index, image.info.extension)
-            await self._store.upload(
-                self.settings.images_container,
-                name,
-                image.data,
-                content_type=image.info.content_type,
-                metadata={"job_id": job.id, "index": str(index)},
-            )
+            if not (skip_existing and await self._store.exists(self.settings.images_container, name)):
+                await self._store.upload(
+                    self.settings.images_container,
+                    name,
+                    image.data,
+                    content_type=image.info.content_type,
+                    metadata={"job_id": job.id, "index": str(index)},
+                )
             return StoredImage(
                 index=index,
                 blob=name,
@@ -117,15 +411,86 @@ class ImageService:
 
         return tuple(await asyncio.gather(*(store_one(i, image) for i, image in enumerate(generated))))
 
-    async def _finish(self, final: Job, etag: str) -> Job:
+    # --- the queue worker ----------------------------------------------------------------------
+
+    async def handle_job_message(self, job_id: str) -> Job | None:
+        """`image-jobs`: run, resume, re-delay or finish publishing one job."""
         try:
-            await self.jobs.write_if_unchanged(final, etag=etag)
-            return final
-        except BlobChanged:
-            # Someone else wrote the record (e.g. a cancel): never overwrite a terminal outcome.
-            return await self.jobs.update(
-                final.id, lambda current: None if current.status.terminal else final
+            versioned = await self.jobs.read(job_id)
+        except JobNotFound:
+            log.warning("job message for unknown job %s dropped", job_id[:64])
+            return None
+        job, now = versioned.job, self._clock()
+        if job.status.terminal:
+            await self._after_terminal(job)
+            return job
+        if job.id in self._handles or job.lease_is_live(now):
+            remaining = (
+                (job.lease_until - now).total_seconds() if job.lease_until else self._lease.total_seconds()
             )
+            await self.queues.send(
+                QUEUE_IMAGE_JOBS, {"job_id": job.id}, delay_seconds=remaining + GRACE_MARGIN_SECONDS
+            )
+            log.info("job %s is leased by a live worker; checking again in %.0f s", job.id, remaining)
+            return job
+        if job.attempts:
+            log.warning(
+                "job %s resumed: its previous worker stopped renewing (attempt %d)", job.id, job.attempts + 1
+            )
+        leased = job.leased(self.instance_id, now + self._lease, now, new_run=True)
+        try:
+            etag = await self.jobs.write_if_unchanged(leased, etag=versioned.etag)
+        except BlobChanged:
+            # Someone else took it (or canceled it) just now: look again later.
+            await self.queues.send(QUEUE_IMAGE_JOBS, {"job_id": job.id}, delay_seconds=GRACE_MARGIN_SECONDS)
+            return None
+        handle = self._start(VersionedJob(leased, etag), None)
+        assert handle.task is not None
+        return await handle.task
+
+    async def handle_poisoned_job_message(self, job_id: str, dequeue_count: int | None) -> Job | None:
+        """`image-jobs-poison`: the job could not be processed; end it as failed, with the reason."""
+        error = ProcessingFailed(
+            "the job could not be processed after repeated attempts (its queue message was poisoned)",
+            details={"dequeue_count": dequeue_count} if dequeue_count else None,
+        )
+        try:
+            job = await self.jobs.update(
+                job_id,
+                lambda current: None if current.status.terminal else current.failed(error, self._clock()),
+            )
+        except JobNotFound:
+            log.warning("poison message for unknown job %s dropped", job_id[:64])
+            return None
+        await self._after_terminal(job)
+        return job
+
+    async def reject_request_message(self, text: str, error: ImageGenError) -> None:
+        """A malformed `image-requests` message goes to its poison queue at once, with the reason."""
+        note = {"error": error.to_json(), "message": text[:60000]}
+        await self.queues.send(f"{QUEUE_IMAGE_REQUESTS}-poison", note)
+
+    # --- cancel, read ------------------------------------------------------------------------
+
+    async def cancel(self, job_id: str) -> Job:
+        def cancel_unless_finished(current: Job) -> Job:
+            if current.status.terminal:
+                raise JobConflict(
+                    f"the job is already {current.status.value}", details={"status": current.status.value}
+                )
+            return current.canceled(self._clock())
+
+        job = await self.jobs.update(job_id, cancel_unless_finished)
+        log.info("job %s canceled", job.id)
+        running_here = self._handles.get(job.id)
+        if running_here is not None:
+            running_here.stop_canceled(job)
+        if job.operation_url is not None:
+            try:
+                await self._generator.cancel_operation(job.operation_url, deadline=self._monotonic() + 10)
+            except ImageGenError as error:
+                log.warning("job %s: the upstream operation could not be canceled (%s)", job.id, error.code)
+        return job
 
     async def view(self, job: Job) -> JobView:
         ttl = timedelta(minutes=self.settings.sas_ttl_minutes)
@@ -139,13 +504,25 @@ class ImageService:
 
     async def check_storage(self) -> None:
         await self._store.check_reachable(self.settings.jobs_container)
+        await self.queues.check_reachable(QUEUE_IMAGE_JOBS)
+
+    # --- after the end -----------------------------------------------------------------------
+
+    async def _after_terminal(self, job: Job) -> None:
+        """Publish to `image-results` and POST the callback (at least once; ids let receivers dedupe)."""
+        from imagegen.views import render_job
+
+        body = render_job(await self.view(job), None)
+        await self.queues.send(QUEUE_IMAGE_RESULTS, body)
+        if job.callback_url and self._webhooks is not None:
+            payload = json.dumps(body, separators=(",", ":")).encode()
+            await self._webhooks.deliver(job.callback_url, f"{job.id}.{job.status.value}", payload)
 
 
 def build_service(settings: Settings) -> ImageService:
-    """Wire the real clients: one credential (managed identity in Azure) shared by both services."""
+    """Wire the real clients: one credential (managed identity in Azure) shared by every service."""
     credential: AsyncTokenCredential | None = None
-    needs_credential = settings.api_key is None or settings.storage.uses_identity
-    if needs_credential:
+    if settings.api_key is None or settings.storage.uses_identity:
         from azure.identity.aio import DefaultAzureCredential
 
         credential = DefaultAzureCredential(
@@ -161,7 +538,13 @@ def build_service(settings: Settings) -> ImageService:
 
     generator = AzureOpenAIImages(settings, rules_for_model(settings.model), token_provider=token_provider)
     store = BlobStore(settings.storage, credential=credential)
-    return ImageService(settings, generator, store)
+    queues = QueueStore(settings.storage, credential=credential)
+    webhooks = (
+        WebhookSender(settings.webhook_secret, allow_local=settings.allow_local_webhooks)
+        if settings.webhook_secret
+        else None
+    )
+    return ImageService(settings, generator, store, queues, webhooks=webhooks, credential=credential)
 
 
 _service: ImageService | None = None

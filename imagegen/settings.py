@@ -35,6 +35,7 @@ ENV_JOBS_CONTAINER = "JOBS_CONTAINER"
 ENV_SAS_TTL_MINUTES = "SAS_TTL_MINUTES"
 ENV_MAX_WAIT_SECONDS = "MAX_WAIT_SECONDS"
 ENV_UPSTREAM_TIMEOUT_SECONDS = "UPSTREAM_TIMEOUT_SECONDS"
+ENV_JOB_LEASE_SECONDS = "JOB_LEASE_SECONDS"
 ENV_WEBHOOK_SECRET = "WEBHOOK_SECRET"  # noqa: S105 - a setting name, not a secret
 ENV_ALLOW_LOCAL_WEBHOOKS = "ALLOW_LOCAL_WEBHOOKS"
 
@@ -58,6 +59,7 @@ DEPLOYED_SETTING_NAMES: frozenset[str] = frozenset(
         ENV_SAS_TTL_MINUTES,
         ENV_MAX_WAIT_SECONDS,
         ENV_UPSTREAM_TIMEOUT_SECONDS,
+        ENV_JOB_LEASE_SECONDS,
         ENV_WEBHOOK_SECRET,
     }
 )
@@ -133,6 +135,7 @@ class Settings:
     sas_ttl_minutes: int = 60
     max_wait_seconds: float = 120.0
     upstream_timeout_seconds: float = 180.0
+    job_lease_seconds: float = 30.0
     webhook_secret: str | None = field(default=None, repr=False)
     allow_local_webhooks: bool = False
 
@@ -176,6 +179,7 @@ class Settings:
             ),
             max_wait_seconds=max_wait,
             upstream_timeout_seconds=upstream_timeout,
+            job_lease_seconds=reader.number(ENV_JOB_LEASE_SECONDS, default=30.0, low=5.0, high=600.0),
             webhook_secret=reader.optional(ENV_WEBHOOK_SECRET),
             allow_local_webhooks=reader.flag(ENV_ALLOW_LOCAL_WEBHOOKS),
         )

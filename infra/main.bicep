@@ -105,8 +105,13 @@ param sasTtlMinutes int = 60
 param maxWaitSeconds int = 120
 
 @minValue(1)
-@description('Timeout of one Azure OpenAI call in seconds (UPSTREAM_TIMEOUT_SECONDS).')
+@description('Total time Azure OpenAI gets for one job, retries included, in seconds (UPSTREAM_TIMEOUT_SECONDS).')
 param upstreamTimeoutSeconds int = 180
+
+@minValue(5)
+@maxValue(600)
+@description('How long a worker holds a job before another instance may resume it (JOB_LEASE_SECONDS); renewed while it works.')
+param jobLeaseSeconds int = 30
 
 @minValue(1)
 @description('Days after which generated images and job records are deleted by the storage lifecycle rule.')
@@ -309,6 +314,7 @@ module api 'app/api.bicep' = {
     sasTtlMinutes: sasTtlMinutes
     maxWaitSeconds: maxWaitSeconds
     upstreamTimeoutSeconds: upstreamTimeoutSeconds
+    jobLeaseSeconds: jobLeaseSeconds
     webhooksEnabled: webhooksOn
     webhookSecretReferenceUri: webhooksOn ? keyVault.outputs.referenceUri : ''
   }

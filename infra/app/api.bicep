@@ -53,6 +53,7 @@ param jobsContainerName string
 param sasTtlMinutes int
 param maxWaitSeconds int
 param upstreamTimeoutSeconds int
+param jobLeaseSeconds int
 
 param webhooksEnabled bool
 @description('Versionless Key Vault URI of the webhook signing secret (ignored when webhooks are off).')
@@ -143,6 +144,10 @@ var applicationSettings = [
   {
     name: 'UPSTREAM_TIMEOUT_SECONDS'
     value: string(upstreamTimeoutSeconds)
+  }
+  {
+    name: 'JOB_LEASE_SECONDS'
+    value: string(jobLeaseSeconds)
   }
 ]
 

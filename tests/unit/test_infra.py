@@ -304,6 +304,7 @@ def test_defaults_match_the_code(bicep: dict[str, dict[str, Any]]) -> None:
     assert default_of(params["sasTtlMinutes"]) == code_defaults["sas_ttl_minutes"]
     assert default_of(params["maxWaitSeconds"]) == code_defaults["max_wait_seconds"]
     assert default_of(params["upstreamTimeoutSeconds"]) == code_defaults["upstream_timeout_seconds"]
+    assert default_of(params["jobLeaseSeconds"]) == code_defaults["job_lease_seconds"]
     assert default_of(params["openAiScope"]) == DEFAULT_OPENAI_SCOPE
     assert default_of(params["openAiModelName"]) == DEFAULT_MODEL
     styles = next(d for d in params["openAiApiStyle"]["decorators"] if d["type"] == "allowed")["argument"]

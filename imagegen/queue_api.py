@@ -1,0 +1,81 @@
+"""Queue-trigger handlers: `image-jobs` (run or resume), its poison queue, and `image-requests`.
+
+A handler that returns lets the host delete the message; one that raises (storage trouble) has the
+host retry it, and after maxDequeueCount tries move it to `<queue>-poison`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable
+from typing import Any
+
+import azure.functions as func
+
+from imagegen.errors import InvalidRequest
+from imagegen.intake import build_submission, check_idempotency_key
+from imagegen.service import ImageService
+
+log = logging.getLogger(__name__)
+
+ServiceFactory = Callable[[], ImageService]
+
+
+def _job_id(msg: func.QueueMessage) -> str | None:
+    try:
+        document = json.loads(msg.get_body())
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        return None
+    job_id = document.get("job_id") if isinstance(document, dict) else None
+    return job_id if isinstance(job_id, str) else None
+
+
+async def run_image_job(msg: func.QueueMessage, service_factory: ServiceFactory) -> None:
+    job_id = _job_id(msg)
+    if job_id is None:
+        log.warning("image-jobs message %s is not a job message; dropped", msg.id)
+        return
+    await service_factory().handle_job_message(job_id)
+
+
+async def fail_poisoned_image_job(msg: func.QueueMessage, service_factory: ServiceFactory) -> None:
+    job_id = _job_id(msg)
+    if job_id is None:
+        log.warning("image-jobs-poison message %s is not a job message; dropped", msg.id)
+        return
+    await service_factory().handle_poisoned_job_message(job_id, msg.dequeue_count)
+
+
+async def accept_image_request(msg: func.QueueMessage, service_factory: ServiceFactory) -> None:
+    """`image-requests`: the POST body as a message (+ idempotency_key, callback_url) becomes a job.
+
+    Without an idempotency_key the message id is the key, so a redelivered message is the same job.
+    A malformed message goes to `image-requests-poison` at once, wrapped with the reason.
+    """
+    service = service_factory()
+    text = msg.get_body().decode("utf-8", errors="replace")
+    try:
+        document: Any = json.loads(text)
+        if not isinstance(document, dict):
+            raise InvalidRequest("the message must be a JSON object", field="body")
+        fields = dict(document)
+        key = (
+            check_idempotency_key(fields.pop("idempotency_key", None), field="idempotency_key")
+            or f"queue:{msg.id}"
+        )
+        submission = await build_submission(
+            fields, rules=service.rules, settings=service.settings, idempotency_key=key, api_base=None
+        )
+    except json.JSONDecodeError:
+        await service.reject_request_message(
+            text, InvalidRequest("the message is not valid JSON", field="body")
+        )
+        log.warning("image-requests message %s is not JSON: moved to poison", msg.id)
+        return
+    except InvalidRequest as error:
+        await service.reject_request_message(text, error)
+        log.warning("image-requests message %s is invalid (%s): moved to poison", msg.id, error.field)
+        return
+    job = await service.submit_async(submission)
+    log.info("image-requests message %s became job %s", msg.id, job.id)

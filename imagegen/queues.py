@@ -1,0 +1,142 @@
+"""Queue Storage: job messages (`image-jobs`), results (`image-results`) and poison notes.
+
+Messages are base64 text, like the Functions host's default `messageEncoding`, so the host's queue
+triggers read what we send. Every failure leaves as imagegen.errors.StorageError.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from azure.core.credentials_async import AsyncTokenCredential
+from azure.core.exceptions import AzureError, ResourceExistsError, ResourceNotFoundError
+from azure.storage.queue import TextBase64DecodePolicy, TextBase64EncodePolicy
+from azure.storage.queue._shared.policies_async import ExponentialRetry  # not re-exported by .aio
+from azure.storage.queue.aio import QueueClient, QueueServiceClient
+
+from imagegen.errors import StorageError
+from imagegen.settings import StorageSettings
+
+log = logging.getLogger(__name__)
+MAX_VISIBILITY_SECONDS = 7 * 24 * 3600
+
+
+@dataclass(frozen=True)
+class SentMessage:
+    queue: str
+    id: str
+    pop_receipt: str
+
+
+class QueueStore:
+    def __init__(
+        self,
+        storage: StorageSettings,
+        *,
+        credential: AsyncTokenCredential | None,
+        connection_verify: str | None = None,
+    ) -> None:
+        if storage.uses_identity and credential is None:
+            raise ValueError("identity-based storage needs a credential")
+        self._storage = storage
+        self._credential = credential
+        self._options: dict[str, Any] = {
+            "connection_timeout": 10,
+            "read_timeout": 30,
+            "message_encode_policy": TextBase64EncodePolicy(),
+            "message_decode_policy": TextBase64DecodePolicy(),
+            "retry_policy": ExponentialRetry(
+                initial_backoff=1, increment_base=2, retry_total=3, random_jitter_range=1
+            ),
+        }
+        if connection_verify is not None:
+            self._options["connection_verify"] = connection_verify
+        self._service: QueueServiceClient | None = None
+        self._queues: dict[str, QueueClient] = {}
+        self._ready: set[str] = set()
+        self.operations = 0  # storage calls made (benchmarks count them)
+
+    @property
+    def service(self) -> QueueServiceClient:
+        if self._service is None:
+            if self._storage.connection_string is not None:
+                self._service = QueueServiceClient.from_connection_string(
+                    self._storage.connection_string, **self._options
+                )
+            else:
+                self._service = QueueServiceClient(
+                    self._storage.queue_service_uri, credential=self._credential, **self._options
+                )
+        return self._service
+
+    def _queue(self, name: str) -> QueueClient:
+        if name not in self._queues:
+            self._queues[name] = self.service.get_queue_client(name)
+        return self._queues[name]
+
+    async def close(self) -> None:
+        for client in self._queues.values():
+            await client.close()
+        self._queues.clear()
+        if self._service is not None:
+            await self._service.close()
+            self._service = None
+
+    async def _ensure(self, name: str) -> None:
+        if name in self._ready:
+            return
+        try:
+            self.operations += 1
+            await self._queue(name).create_queue()
+        except ResourceExistsError:
+            pass
+        except AzureError as error:
+            raise _queue_error("create a queue", error) from None
+        self._ready.add(name)
+
+    async def send(self, queue: str, payload: Mapping[str, Any], *, delay_seconds: float = 0) -> SentMessage:
+        """Send JSON, visible after `delay_seconds` (the grace period of a job in progress)."""
+        await self._ensure(queue)
+        visibility = min(MAX_VISIBILITY_SECONDS, max(0, round(delay_seconds)))
+        try:
+            self.operations += 1
+            sent = await self._queue(queue).send_message(
+                json.dumps(payload, separators=(",", ":")), visibility_timeout=visibility or None
+            )
+        except AzureError as error:
+            raise _queue_error("send a queue message", error) from None
+        return SentMessage(queue, str(sent.id), str(sent.pop_receipt))
+
+    async def send_text(self, queue: str, text: str) -> None:
+        await self._ensure(queue)
+        try:
+            self.operations += 1
+            await self._queue(queue).send_message(text)
+        except AzureError as error:
+            raise _queue_error("send a queue message", error) from None
+
+    async def delete(self, message: SentMessage) -> None:
+        """Delete a message we sent (a job finished in time: nobody needs to resume it)."""
+        try:
+            self.operations += 1
+            await self._queue(message.queue).delete_message(message.id, message.pop_receipt)
+        except ResourceNotFoundError:
+            pass  # already gone (received by a worker, or expired)
+        except AzureError as error:
+            raise _queue_error("delete a queue message", error) from None
+
+    async def check_reachable(self, queue: str) -> None:
+        await self._ensure(queue)
+        try:
+            await self._queue(queue).get_queue_properties()
+        except AzureError as error:
+            raise _queue_error("reach Queue Storage", error) from None
+
+
+def _queue_error(action: str, error: AzureError) -> StorageError:
+    log.warning("Queue Storage: could not %s (%s)", action, error.__class__.__name__)
+    return StorageError(f"Queue Storage is unavailable: could not {action}")

@@ -1,0 +1,170 @@
+"""Callbacks: the terminal job POSTed to `callback_url`, signed the Standard Webhooks way.
+
+Headers `webhook-id` (stable per job and outcome, so receivers can drop duplicates),
+`webhook-timestamp` (epoch seconds) and `webhook-signature` (`v1,<base64 HMAC-SHA256 of
+"{id}.{timestamp}.{body}">`, keyed with WEBHOOK_SECRET: `whsec_<base64>` or plain text).
+
+SSRF guard: only https, and never to loopback, private, link-local (169.254.169.254, the instance
+metadata endpoint), multicast, reserved or unspecified addresses — checked on the name's every
+address at POST time and again before each delivery (DNS can change). ALLOW_LOCAL_WEBHOOKS (local
+development only) also allows loopback, over http or https.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import hmac
+import ipaddress
+import logging
+import socket
+import time
+from collections.abc import Awaitable, Callable
+from urllib.parse import urlsplit
+
+import aiohttp
+
+from imagegen.errors import InvalidRequest
+
+log = logging.getLogger(__name__)
+
+MAX_URL_CHARS = 2048
+DELIVERY_ATTEMPTS = 5
+DELIVERY_TIMEOUT_SECONDS = 10.0
+BACKOFF_SECONDS = (1.0, 2.0, 4.0, 8.0)
+
+Resolver = Callable[[str, int], Awaitable[list[str]]]
+
+
+async def resolve_host(host: str, port: int) -> list[str]:
+    loop = asyncio.get_running_loop()
+    infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    return sorted({str(info[4][0]) for info in infos})
+
+
+def _is_forbidden(address: str, allow_loopback: bool) -> bool:
+    ip = ipaddress.ip_address(address.split("%")[0])
+    if ip.is_loopback:
+        return not allow_loopback
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        return _is_forbidden(str(ip.ipv4_mapped), allow_loopback)
+    return (
+        ip.is_private
+        or ip.is_link_local
+        or ip.is_multicast
+        or ip.is_reserved
+        or ip.is_unspecified
+        or not ip.is_global
+    )
+
+
+async def check_callback_url(url: object, *, allow_local: bool, resolver: Resolver = resolve_host) -> str:
+    """Refuse a callback target we must never call; InvalidRequest names `callback_url`."""
+    field = "callback_url"
+    if not isinstance(url, str) or not url or len(url) > MAX_URL_CHARS:
+        raise InvalidRequest(
+            f"'callback_url' must be an absolute https URL of at most {MAX_URL_CHARS} characters", field=field
+        )
+    parts = urlsplit(url)
+    host = parts.hostname
+    if parts.scheme not in ("https", "http") or not host:
+        raise InvalidRequest("'callback_url' must be an absolute https URL", field=field)
+    if parts.username or parts.password:
+        raise InvalidRequest("'callback_url' must not carry credentials", field=field)
+    try:
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+    except ValueError:
+        raise InvalidRequest("'callback_url' has an invalid port", field=field) from None
+    try:
+        addresses = [str(ipaddress.ip_address(host))]
+    except ValueError:
+        try:
+            addresses = await resolver(host, port)
+        except OSError:
+            raise InvalidRequest("'callback_url' names a host that does not resolve", field=field) from None
+    if not addresses:
+        raise InvalidRequest("'callback_url' names a host that does not resolve", field=field)
+    all_loopback = all(ipaddress.ip_address(a.split("%")[0]).is_loopback for a in addresses)
+    if parts.scheme != "https" and not (allow_local and all_loopback):
+        raise InvalidRequest("'callback_url' must use https", field=field)
+    if any(_is_forbidden(address, allow_local) for address in addresses):
+        raise InvalidRequest(
+            "'callback_url' points at a loopback, private, link-local or reserved address", field=field
+        )
+    return url
+
+
+def signing_key(secret: str) -> bytes:
+    if secret.startswith("whsec_"):
+        return base64.b64decode(secret.removeprefix("whsec_"))
+    return secret.encode()
+
+
+def sign(secret: str, message_id: str, timestamp: int, body: bytes) -> str:
+    signed = f"{message_id}.{timestamp}.".encode() + body
+    digest = hmac.new(signing_key(secret), signed, hashlib.sha256).digest()
+    return "v1," + base64.b64encode(digest).decode()
+
+
+class WebhookSender:
+    def __init__(
+        self,
+        secret: str,
+        *,
+        allow_local: bool,
+        session_factory: Callable[[], aiohttp.ClientSession] = aiohttp.ClientSession,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        resolver: Resolver = resolve_host,
+    ) -> None:
+        self._secret = secret
+        self._allow_local = allow_local
+        self._session_factory = session_factory
+        self._session: aiohttp.ClientSession | None = None
+        self._sleep = sleep
+        self._resolver = resolver
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    async def deliver(self, url: str, message_id: str, body: bytes) -> bool:
+        """POST with bounded retries; True when the receiver answered 2xx."""
+        for attempt in range(1, DELIVERY_ATTEMPTS + 1):
+            try:
+                await check_callback_url(url, allow_local=self._allow_local, resolver=self._resolver)
+            except InvalidRequest:
+                log.warning("webhook %s not sent: the target is no longer allowed", message_id)
+                return False
+            timestamp = int(time.time())
+            headers = {
+                "Content-Type": "application/json",
+                "webhook-id": message_id,
+                "webhook-timestamp": str(timestamp),
+                "webhook-signature": sign(self._secret, message_id, timestamp, body),
+            }
+            try:
+                if self._session is None or self._session.closed:
+                    self._session = self._session_factory()
+                async with self._session.post(
+                    url,
+                    data=body,
+                    headers=headers,
+                    allow_redirects=False,
+                    timeout=aiohttp.ClientTimeout(total=DELIVERY_TIMEOUT_SECONDS),
+                ) as response:
+                    status = response.status
+            except (aiohttp.ClientError, TimeoutError) as error:
+                status = 0
+                log.info("webhook %s attempt %d failed: %s", message_id, attempt, error.__class__.__name__)
+            if 200 <= status < 300:
+                log.info("webhook %s delivered (attempt %d)", message_id, attempt)
+                return True
+            if 400 <= status < 500 and status not in (408, 429):
+                log.warning("webhook %s refused with %d; not retried", message_id, status)
+                return False
+            if attempt < DELIVERY_ATTEMPTS:
+                await self._sleep(BACKOFF_SECONDS[min(attempt - 1, len(BACKOFF_SECONDS) - 1)])
+        log.warning("webhook %s gave up after %d attempts", message_id, DELIVERY_ATTEMPTS)
+        return False
