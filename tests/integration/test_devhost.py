@@ -279,7 +279,8 @@ def test_failing_function_retries_then_goes_to_poison_with_the_same_body(devhost
     assert poisoned.content == encoded  # still base64, unchanged
     attempts = (devhost.record_dir / "attempts.txt").read_text().splitlines()
     assert [line for line in attempts if line.startswith(body)] == [f"{body} 1", f"{body} 2", f"{body} 3"]
-    assert fail.get_queue_properties().approximate_message_count == 0
+    # The host sends to poison, then deletes the original: wait for the delete rather than race it.
+    wait_for(lambda: fail.get_queue_properties().approximate_message_count == 0)
     assert "reached maxDequeueCount of 3" in devhost.log_text()
 
 
