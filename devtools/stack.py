@@ -68,12 +68,59 @@ class LocalStack:
     function_key: str
     settings: dict[str, str]
     processes: dict[str, ManagedProcess] = field(default_factory=dict)
+    devhost_env: dict[str, str] = field(default_factory=dict)
+    ports: StackPorts | None = None
+    storage_mode: StorageMode = "identity"
+    retired: list[ManagedProcess] = field(default_factory=list)  # earlier processes, for their logs
 
     def stop(self) -> None:
-        for name in ("devhost", "aoai", "msi", "azurite"):
-            process = self.processes.get(name)
-            if process is not None:
-                process.stop()
+        for name in sorted(self.processes, key=lambda n: ("devhost" not in n, n)):
+            self.processes[name].stop()
+
+    def all_processes(self) -> list[ManagedProcess]:
+        return [*self.retired, *self.processes.values()]
+
+    def start_devhost(self, name: str = "devhost", port: int | None = None) -> str:
+        """(Re)start a dev host on this stack (another name: a second instance); returns its URL."""
+        settings_file = self.root / "local.settings.json"
+        process, endpoint = start_devhost(
+            log_dir=self.root / "logs" / name,
+            port=port or free_port(),
+            settings=self.settings,
+            function_key=self.function_key,
+            extra_env=self.devhost_env,
+            extra_args=("--settings", str(settings_file)),
+        )
+        self.processes[name] = process
+        return endpoint.base_url
+
+    def crash_devhost(self, name: str = "devhost") -> None:
+        """SIGKILL: no drain, no clean-up, like a lost instance."""
+        process = self.processes.pop(name)
+        process.kill()
+        self.retired.append(process)
+
+    def restart_devhost(self) -> None:
+        """Start the dev host again on the same port (after crash_devhost)."""
+        port = int(self.devhost_url.rsplit(":", 1)[1])
+        self.start_devhost("devhost", port)
+
+    def stop_azurite(self) -> None:
+        process = self.processes.pop("azurite")
+        process.stop()
+        self.retired.append(process)
+
+    def start_azurite_again(self) -> None:
+        """Same ports, same folder: Azurite's disk persistence brings the data back."""
+        assert self.ports is not None
+        process, _ = start_azurite(
+            self.azurite.location,
+            log_dir=self.root / "logs" / f"azurite-{len(self.retired)}",
+            tls=self.tls if self.storage_mode == "identity" else None,
+            oauth=self.storage_mode == "identity",
+            ports=(self.ports.blob, self.ports.queue, self.ports.table),
+        )
+        self.processes["azurite"] = process
 
     def describe(self) -> dict[str, Any]:
         """What .local/stack.json holds: every URL, the function key, pids, log files."""
@@ -152,6 +199,7 @@ def start_local_stack(
     aoai_args: tuple[str, ...] = (),
     setting_overrides: Mapping[str, str] | None = None,
     function_key: str | None = None,
+    devhost_env: Mapping[str, str] | None = None,
 ) -> LocalStack:
     """Start everything; on any failure stop what already started and re-raise."""
     logs = root / "logs"
@@ -193,6 +241,7 @@ def start_local_stack(
             port=ports.devhost,
             settings=settings,
             function_key=key,
+            extra_env=devhost_env,
             extra_args=("--settings", str(settings_file)),
         )
         started["devhost"] = devhost_process
@@ -210,6 +259,9 @@ def start_local_stack(
         function_key=key,
         settings=settings,
         processes=started,
+        devhost_env=dict(devhost_env or {}),
+        ports=ports,
+        storage_mode=storage_mode,
     )
 
 

@@ -180,4 +180,3 @@ async def health(req: func.HttpRequest, service_factory: ServiceFactory) -> func
         "webhooks": "on" if settings.webhook_secret else "off",
     }
     return _json_response(body, 200 if healthy else 503)
-

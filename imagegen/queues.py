@@ -16,7 +16,7 @@ from azure.core.credentials_async import AsyncTokenCredential
 from azure.core.exceptions import AzureError, ResourceExistsError, ResourceNotFoundError
 from azure.storage.queue import TextBase64DecodePolicy, TextBase64EncodePolicy
 from azure.storage.queue._shared.policies_async import ExponentialRetry  # not re-exported by .aio
-from azure.storage.queue.aio import QueueClient, QueueServiceClient
+from azure.storage.queue.aio import QueueClient
 
 from imagegen.errors import StorageError
 from imagegen.settings import StorageSettings
@@ -55,36 +55,28 @@ class QueueStore:
         }
         if connection_verify is not None:
             self._options["connection_verify"] = connection_verify
-        self._service: QueueServiceClient | None = None
         self._queues: dict[str, QueueClient] = {}
         self._ready: set[str] = set()
         self.operations = 0  # storage calls made (benchmarks count them)
 
-    @property
-    def service(self) -> QueueServiceClient:
-        if self._service is None:
+    def _queue(self, name: str) -> QueueClient:
+        """A client per queue, built with our options (get_queue_client would drop the encoding)."""
+        if name not in self._queues:
             if self._storage.connection_string is not None:
-                self._service = QueueServiceClient.from_connection_string(
-                    self._storage.connection_string, **self._options
+                client = QueueClient.from_connection_string(
+                    self._storage.connection_string, name, **self._options
                 )
             else:
-                self._service = QueueServiceClient(
-                    self._storage.queue_service_uri, credential=self._credential, **self._options
+                client = QueueClient(
+                    self._storage.queue_service_uri, name, credential=self._credential, **self._options
                 )
-        return self._service
-
-    def _queue(self, name: str) -> QueueClient:
-        if name not in self._queues:
-            self._queues[name] = self.service.get_queue_client(name)
+            self._queues[name] = client
         return self._queues[name]
 
     async def close(self) -> None:
         for client in self._queues.values():
             await client.close()
         self._queues.clear()
-        if self._service is not None:
-            await self._service.close()
-            self._service = None
 
     async def _ensure(self, name: str) -> None:
         if name in self._ready:

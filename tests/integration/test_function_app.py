@@ -103,7 +103,10 @@ def _assert_good_job(api: Api, response: requests.Response, n: int, size: tuple[
         assert _png_size(download.content) == size == (image["width"], image["height"])
         assert len(download.content) == image["bytes"]
         assert datetime.fromisoformat(image["expires_at"]) > datetime.now(UTC) + timedelta(minutes=55)
-    assert job["urls"] == {"get": f"{api.base}/images/{job['id']}", "cancel": f"{api.base}/images/{job['id']}"}
+    assert job["urls"] == {
+        "get": f"{api.base}/images/{job['id']}",
+        "cancel": f"{api.base}/images/{job['id']}",
+    }
     return job
 
 
@@ -364,7 +367,7 @@ def test_logs_hold_no_token_key_signature_or_prompt(stacks: StackFactory, marker
     secrets = [marker, "emulator-api-key-1", "sig=", "AccountKey=", "eyJ"]
     for stack in stacks.all():
         secrets.append(stack.function_key)
-        for process in stack.processes.values():
+        for process in stack.all_processes():
             text = process.log_text()
             for secret in secrets:
                 assert secret not in text, f"{process.name} log holds {secret[:12]}…"
