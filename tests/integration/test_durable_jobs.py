@@ -377,7 +377,11 @@ def test_killing_the_dev_host_mid_job_loses_nothing(crash_stack: LocalStack) -> 
     inline = api.post({"prompt": "inline"}, headers={"Prefer": "wait=1"})
     assert inline.status_code == 202
     jobs = [*async_jobs, inline.json()["id"]]
-    wait_until(lambda: all(api.get(job_id).json()["status"] == "running" for job_id in jobs), timeout=10, interval=0.1)
+    wait_until(
+        lambda: all(api.get(job_id).json()["status"] == "running" for job_id in jobs),
+        timeout=10,
+        interval=0.1,
+    )
     time.sleep(0.5)  # the generations are in flight at the emulator (5 s each)
     assert api.calls("generate") == []  # none has finished yet
     crash_stack.crash_devhost()
@@ -411,7 +415,11 @@ def test_restarting_azurite_mid_job_leaves_no_job_stuck(crash_stack: LocalStack)
         for i in range(3)
     ]
     jobs.append(api.post({"prompt": "inline"}, headers={"Prefer": "wait=1"}).json()["id"])
-    wait_until(lambda: all(api.get(job_id).json()["status"] == "running" for job_id in jobs), timeout=10, interval=0.1)
+    wait_until(
+        lambda: all(api.get(job_id).json()["status"] == "running" for job_id in jobs),
+        timeout=10,
+        interval=0.1,
+    )
     crash_stack.stop_azurite()
     time.sleep(6)  # the generations finish while storage is down
     crash_stack.start_azurite_again()
