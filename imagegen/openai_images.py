@@ -46,6 +46,9 @@ BACKOFF_CAP_SECONDS = 8.0
 POLL_FIRST_SECONDS = 0.05
 POLL_GROWTH = 1.5
 POLL_DEFAULT_CAP_SECONDS = 1.0
+# With history, polls are dense only in a short window from the typical finish on.
+POLL_NEAR_SECONDS = 0.02
+POLL_NEAR_WINDOW_SECONDS = 1.0
 
 
 class TokenProvider(Protocol):
@@ -220,7 +223,8 @@ class AzureOpenAIImages:
 
         Without history: 50 ms, growing by half each time, never longer than the server's retry-after. With
         history (operations this instance submitted and saw finish), sleep until about when the
-        typical operation finishes, then poll fast: fewer polls and a short delay after completion.
+        typical operation finishes, then every 20 ms for up to a second, then slowing down again:
+        fewer polls overall and a short delay after completion.
         """
         interval = POLL_FIRST_SECONDS
         expected = self._durations.typical() if submitted_at is not None else None
@@ -248,8 +252,10 @@ class AzureOpenAIImages:
             until_expected = (
                 (submitted_at + expected - now) if (expected and submitted_at is not None) else 0.0
             )
-            if until_expected > POLL_FIRST_SECONDS:
+            if until_expected > POLL_NEAR_SECONDS:
                 pause = min(cap, until_expected)
+            elif expected is not None and -until_expected < POLL_NEAR_WINDOW_SECONDS:
+                pause = POLL_NEAR_SECONDS  # around the typical finish: notice it within a few ms
             else:
                 pause = interval
                 interval = min(interval * POLL_GROWTH, cap)

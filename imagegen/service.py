@@ -233,31 +233,35 @@ class ImageService:
         now = self._clock()
         job = self._new_job(submission, self.job_id_for(submission), JobStatus.RUNNING)
         job = job.leased(self.instance_id, now + self._lease, now, new_run=True)
-        try:
-            etag = await self.jobs.create(job)
-        except BlobAlreadyExists:
-            return await self._existing(job.id, submission, wait_seconds=wait_seconds)
-        log.info("job %s running inline (n=%d, size=%s)", job.id, job.request.n, job.request.size)
-        try:
-            message = await self.queues.send(
+        # The record and its backing message are written together (one round trip, not two); both
+        # exist before the upstream call. A message whose record was never written is dropped.
+        created, sent = await asyncio.gather(
+            self.jobs.create(job),
+            self.queues.send(
                 QUEUE_IMAGE_JOBS,
                 {"job_id": job.id},
                 delay_seconds=self._lease.total_seconds() + GRACE_MARGIN_SECONDS,
-            )
-        except StorageError:
+            ),
+            return_exceptions=True,
+        )
+        if isinstance(created, BlobAlreadyExists):
+            if isinstance(sent, SentMessage):
+                await self.queues.delete(sent)
+            return await self._existing(job.id, submission, wait_seconds=wait_seconds)
+        if isinstance(created, BaseException):
+            raise created
+        if isinstance(sent, BaseException):
             # Without its backing message the job must not start: end it rather than leave it stuck.
+            failure = (
+                sent if isinstance(sent, StorageError) else StorageError("the job could not be scheduled")
+            )
             await self.jobs.update(
                 job.id,
-                lambda current: (
-                    None
-                    if current.status.terminal
-                    else current.failed(
-                        StorageError("Queue Storage is unavailable: the job could not be scheduled"),
-                        self._clock(),
-                    )
-                ),
+                lambda current: None if current.status.terminal else current.failed(failure, self._clock()),
             )
-            raise
+            raise sent
+        etag, message = created, sent
+        log.info("job %s running inline (n=%d, size=%s)", job.id, job.request.n, job.request.size)
         handle = self._start(VersionedJob(job, etag), message)
         remaining = wait_seconds - (self._monotonic() - started)
         return await self._wait_for(handle, remaining)

@@ -210,9 +210,9 @@ class Handlers:
         self._reserve_quota(deployment, image.n, "Images_Generations", api_version)
         self._paid(request, image.n)
         started = time.time()
-        await asyncio.sleep(config.latency_seconds)
         skip = config.filter_output_index
-        images = await self._render(image, skip)
+        # The configured latency is the whole generation time: drawing happens within it, as on Azure.
+        images, _ = await asyncio.gather(self._render(image, skip), asyncio.sleep(config.latency_seconds))
         result_id = None
         if image.response_format == "url":
             result_id = self._store(image, images, started)
@@ -284,6 +284,11 @@ class Handlers:
             filter_index=config.filter_output_index,
         )
         self.state.operations[operation.id] = operation
+        if not filtered:
+            # Drawn while the operation runs, so the images exist when it reports succeeded (as on Azure).
+            operation.rendering = asyncio.ensure_future(
+                self._render(operation.request, operation.filter_index)
+            )
         log["operation"] = operation.id
         self._paid(request, image.n)
         if filtered:
