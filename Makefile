@@ -69,7 +69,7 @@ demo: setup
 	$(PY) -m devtools.demo --prompt "$(PROMPT)" --out images/generated_image.png
 
 bench: setup
-	$(PY) -m bench
+	@$(PY) -m bench
 
 clean: down
 	rm -rf $(VENV) $(IAC_VENV) node_modules .local .mypy_cache .ruff_cache .pytest_cache test-output
