@@ -1,4 +1,4 @@
-"""`python -m bench` (`make bench`): the issue-4 figures as one JSON document.
+"""`python -m bench` (`make bench`): the figures of issues 4 and 5 as one JSON document.
 
 stdout carries only the JSON; progress goes to stderr; a copy is written to bench/results/<UTC
 timestamp>.json. Figures are ratios against baselines measured in the same run, never assertions
@@ -16,10 +16,12 @@ from pathlib import Path
 from typing import Any
 
 from bench.common import machine_info, progress
+from bench.concurrency import run_concurrency
 from bench.copies import run_copies
 from bench.legacy import run_legacy
 from bench.memory import run_memory
 from bench.overhead import run_overhead
+from bench.storage_ops import run_storage_ops
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 FIGURES: dict[str, Callable[[], dict[str, Any]]] = {
@@ -27,6 +29,8 @@ FIGURES: dict[str, Callable[[], dict[str, Any]]] = {
     "legacy_lag": run_legacy,
     "memory": run_memory,
     "memory_copies": run_copies,
+    "concurrency": run_concurrency,
+    "storage_ops": run_storage_ops,
 }
 
 

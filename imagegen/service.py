@@ -187,7 +187,18 @@ class ImageService:
 
     @property
     def storage_operations(self) -> int:
+        """Blob and Queue calls made so far (benchmarks count them per image)."""
         return self._store.operations + self.queues.operations
+
+    @property
+    def delegation_key_fetches(self) -> int:
+        return self._store.delegation_key_fetches
+
+    async def drain(self) -> None:
+        """Wait for the jobs this instance is running, publishing included."""
+        tasks = [handle.task for handle in self._handles.values() if handle.task is not None]
+        if tasks:
+            await asyncio.gather(*tasks, return_exceptions=True)
 
     # --- submitting --------------------------------------------------------------------------
 

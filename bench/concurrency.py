@@ -1,0 +1,99 @@
+"""Issue 5: 64 concurrent respond-async jobs, 3 s emulated latency, one dev host process.
+
+All 64 POSTs answer 202 at once; queue workers on the one dev host run them. The figure is the wall
+time from the first POST until `image-results` has published all 64 terminal jobs, as a ratio to
+the 3 s latency (1.0 would be perfect overlap). Target ≤ 1.5.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import time
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import requests
+from azure.core.exceptions import ResourceExistsError
+from azure.storage.queue import QueueClient, TextBase64DecodePolicy
+
+from bench.common import IMAGE_BODY, StackClient, progress, rounded, running_stack
+
+JOBS = 64
+LATENCY_SECONDS = 3.0
+TARGET_RATIO = 1.5
+TIMEOUT_SECONDS = 120.0
+
+
+def _post_async(client: StackClient, index: int) -> str:
+    with requests.Session() as session:
+        response = session.post(
+            f"{client.stack.devhost_url}/api/images",
+            headers={"x-functions-key": client.stack.function_key, "Prefer": "respond-async"},
+            json={"prompt": f"concurrent {index}: a paper crane", **IMAGE_BODY},
+            timeout=30,
+        )
+    if response.status_code != 202:
+        raise RuntimeError(f"respond-async POST answered {response.status_code}")
+    return str(response.json()["id"])
+
+
+def _wait_for_results(results: QueueClient, job_ids: set[str]) -> dict[str, str]:
+    seen: dict[str, str] = {}
+    deadline = time.monotonic() + TIMEOUT_SECONDS
+    while not job_ids <= seen.keys():
+        if time.monotonic() > deadline:
+            raise RuntimeError(
+                f"only {len(seen)} of {len(job_ids)} jobs ended within {TIMEOUT_SECONDS:.0f} s"
+            )
+        for message in results.receive_messages(max_messages=32, visibility_timeout=30):
+            job = json.loads(message.content)
+            seen[job["id"]] = job["status"]
+            results.delete_message(message)
+        time.sleep(0.05)
+    return seen
+
+
+def _measure(client: StackClient) -> dict[str, Any]:
+    client.configure_emulator({"latency_seconds": LATENCY_SECONDS})
+    results = QueueClient.from_connection_string(
+        client.stack.azurite.connection_string,
+        "image-results",
+        message_decode_policy=TextBase64DecodePolicy(),
+        connection_verify=client.ca_file,
+    )
+    with contextlib.suppress(ResourceExistsError):  # the app creates it with its first result
+        results.create_queue()
+    progress("concurrency: warm-up job")
+    warm = _post_async(client, -1)
+    _wait_for_results(results, {warm})
+    progress(f"concurrency: {JOBS} respond-async jobs at {LATENCY_SECONDS:.0f} s emulator latency")
+    started = time.monotonic()
+    with ThreadPoolExecutor(max_workers=16) as pool:
+        job_ids = set(pool.map(lambda i: _post_async(client, i), range(JOBS)))
+    accepted = time.monotonic() - started
+    outcomes = _wait_for_results(results, job_ids)
+    wall = time.monotonic() - started
+    results.close()
+    ratio = wall / LATENCY_SECONDS
+    return {
+        "setup": {
+            "jobs": JOBS,
+            "emulator_latency_s": LATENCY_SECONDS,
+            "dev_host_processes": 1,
+            "request": "1024x1024 png, n=1, Prefer: respond-async",
+        },
+        "all_accepted_s": rounded(accepted, 2),
+        "wall_s": rounded(wall, 2),
+        "succeeded": sum(1 for status in outcomes.values() if status == "succeeded"),
+        "target": {"ratio_at_most": TARGET_RATIO, "ratio": round(ratio, 2), "met": ratio <= TARGET_RATIO},
+    }
+
+
+def run_concurrency() -> dict[str, Any]:
+    with running_stack("concurrency") as stack:
+        client = StackClient.open(stack)
+        try:
+            return _measure(client)
+        finally:
+            client.close()
