@@ -444,3 +444,71 @@ def test_two_instances_never_both_finish_a_job(crash_stack: LocalStack) -> None:
         if "devhost" in p.log_path.parent.name or p.name == "devhost"
     )
     assert logs.count("succeeded (attempt 1)") == len(jobs)
+
+
+def test_a_resumed_job_does_not_upload_a_stored_image_again(crash_legacy_stack: LocalStack) -> None:
+    """The state a crash leaves between the upload and the final record: the image is stored once."""
+    from datetime import UTC, datetime, timedelta
+
+    from azure.storage.blob import BlobServiceClient, ContentSettings
+
+    from devtools.tokens import mint_access_token
+    from imagegen.jobs import Job, JobStatus
+    from imagegen.models import ImageRequest
+
+    stack = crash_legacy_stack
+    api = _api(stack, {"legacy_queue_seconds": 0.1, "legacy_latency_seconds": 0.3})
+    now = datetime.now(UTC)
+    job = Job.new(ImageRequest(prompt="a stored cat"), now=now, status=JobStatus.RUNNING)
+    # The dead worker had submitted the operation (Operation-Id = job id) ...
+    token, _ = mint_access_token(
+        resource="https://cognitiveservices.azure.com", client_id=None, lifetime_seconds=600
+    )
+    submitted = requests.post(
+        f"{stack.aoai.endpoint}/openai/images/generations:submit?api-version=2023-06-01-preview",
+        json={"prompt": "a stored cat", "n": 1, "size": "1024x1024"},
+        headers={"Authorization": f"Bearer {token}", "Operation-Id": job.id},
+        timeout=10,
+        verify=api.ca,
+    )
+    operation_url = submitted.headers["operation-location"]
+    result = wait_until(
+        lambda: (
+            (
+                r := requests.get(
+                    operation_url, headers={"Authorization": f"Bearer {token}"}, timeout=10, verify=api.ca
+                ).json()
+            )["status"]
+            == "succeeded"
+            and r
+        )
+    )
+    image = requests.get(result["result"]["data"][0]["url"], timeout=10, verify=api.ca).content
+    # ... stored the image, and died before writing the final record; its lease has lapsed.
+    blobs = BlobServiceClient.from_connection_string(
+        stack.azurite.connection_string, connection_verify=api.ca
+    )
+    stored = blobs.get_blob_client("images", job.image_blob_name(0, "png"))
+    with contextlib.suppress(ResourceExistsError):
+        blobs.create_container("images")
+    stored.upload_blob(
+        image,
+        content_settings=ContentSettings(content_type="image/png"),
+        metadata={"job_id": job.id, "index": "0"},
+    )
+    etag = stored.get_blob_properties().etag
+    crashed = job.leased(
+        "dead-instance", now - timedelta(seconds=1), now - timedelta(seconds=40), new_run=True
+    )
+    crashed = Job(**{**crashed.__dict__, "operation_url": operation_url})
+    with contextlib.suppress(ResourceExistsError):
+        blobs.create_container("jobs")
+    blobs.get_blob_client("jobs", f"{job.id}.json").upload_blob(json.dumps(crashed.to_record()))
+    queue(stack, "image-jobs").send_message(json.dumps({"job_id": job.id}))
+
+    assert _terminal(api, [job.id], timeout=30) == {job.id: "succeeded"}
+    assert stored.get_blob_properties().etag == etag  # not uploaded again
+    assert len(api.calls("submit")) == 1  # ours: the worker polled the stored operation
+    body = api.get(job.id).json()
+    assert body["images"][0]["blob"] == job.image_blob_name(0, "png")
+    assert api.download(body["images"][0]["url"]).content == image

@@ -1,0 +1,69 @@
+from __future__ import annotations
+
+import base64
+import json
+import time
+
+import pytest
+from standardwebhooks.webhooks import Webhook, WebhookVerificationError
+
+from imagegen.errors import InvalidRequest
+from imagegen.webhooks import check_callback_url, sign
+
+SECRET = "whsec_" + base64.b64encode(b"0123456789abcdef0123456789abcdef").decode()
+
+
+def test_signature_verifies_with_an_independent_implementation() -> None:
+    body = json.dumps({"id": "job", "status": "succeeded"}).encode()
+    now = int(time.time())
+    headers = {"webhook-id": "job.succeeded", "webhook-timestamp": str(now)}
+    headers["webhook-signature"] = sign(SECRET, "job.succeeded", now, body)
+    assert Webhook(SECRET).verify(body, headers) == {"id": "job", "status": "succeeded"}
+    headers["webhook-signature"] = sign(SECRET, "job.failed", now, body)
+    with pytest.raises(WebhookVerificationError):
+        Webhook(SECRET).verify(body, headers)
+
+
+def _resolver(addresses: list[str]):  # type: ignore[no-untyped-def]
+    async def resolve(host: str, port: int) -> list[str]:
+        return addresses
+
+    return resolve
+
+
+@pytest.mark.parametrize(
+    ("url", "addresses"),
+    [
+        ("https://hooks.example.com/x", ["10.0.0.7"]),
+        ("https://hooks.example.com/x", ["93.184.216.34", "127.0.0.1"]),  # any bad address is enough
+        ("https://hooks.example.com/x", ["169.254.169.254"]),
+        ("https://hooks.example.com/x", ["fd00::1"]),
+        ("https://hooks.example.com/x", ["::ffff:192.168.1.1"]),
+        ("https://hooks.example.com/x", ["100.64.0.1"]),  # shared address space (carrier NAT)
+        ("https://hooks.example.com/x", ["0.0.0.0"]),  # noqa: S104 - the unspecified address, refused
+        ("https://hooks.example.com/x", []),
+        ("http://hooks.example.com/x", ["93.184.216.34"]),
+        ("https://hooks.example.com:99999/x", ["93.184.216.34"]),
+        ("https:///nohost", []),
+    ],
+)
+async def test_forbidden_targets(url: str, addresses: list[str]) -> None:
+    with pytest.raises(InvalidRequest) as caught:
+        await check_callback_url(url, allow_local=False, resolver=_resolver(addresses))
+    assert caught.value.field == "callback_url"
+
+
+async def test_a_public_https_target_is_allowed() -> None:
+    url = "https://hooks.example.com/x"
+    assert await check_callback_url(url, allow_local=False, resolver=_resolver(["93.184.216.34"])) == url
+
+
+async def test_the_local_development_flag_allows_only_loopback() -> None:
+    loopback = _resolver(["127.0.0.1"])
+    assert await check_callback_url("http://localhost:8080/x", allow_local=True, resolver=loopback)
+    with pytest.raises(InvalidRequest):
+        await check_callback_url("https://h.example/x", allow_local=True, resolver=_resolver(["10.0.0.1"]))
+    with pytest.raises(InvalidRequest):
+        await check_callback_url(
+            "http://h.example/x", allow_local=True, resolver=_resolver(["93.184.216.34"])
+        )
