@@ -58,15 +58,15 @@ test: setup
 	$(PY) -m mypy
 	$(PY) -m pytest
 
-up: setup
+up: $(VENV_STAMP) $(NODE_STAMP)
 	$(PY) -m devtools.stack up
 
 down:
 	@if [ -x $(PY) ]; then $(PY) -m devtools.stack down; fi
 
-demo: setup
+demo: $(VENV_STAMP) $(NODE_STAMP)
 	$(PY) -m devtools.stack up
-	$(PY) -m devtools.demo --prompt "$(PROMPT)" --out images/generated_image.png
+	$(PY) -m imagegen "$(PROMPT)" -o images/generated_image.png
 
 bench: setup
 	@$(PY) -m bench
