@@ -34,6 +34,7 @@ from azure.storage.blob.aio import BlobServiceClient, ExponentialRetry
 
 from imagegen.errors import StorageError
 from imagegen.settings import StorageSettings, parse_connection_string
+from imagegen.transport import aiohttp_transport
 
 log = logging.getLogger(__name__)
 
@@ -84,9 +85,7 @@ class BlobStore:
         self._storage = storage
         self._credential = credential
         self._clock = clock
-        self._transport_options: dict[str, Any] = {"connection_timeout": 10, "read_timeout": 60}
-        if connection_verify is not None:
-            self._transport_options["connection_verify"] = connection_verify
+        self._connection_verify = connection_verify
         self._client: BlobServiceClient | None = None
         self._delegation_key: UserDelegationKey | None = None
         self._delegation_key_expiry: datetime | None = None
@@ -94,6 +93,13 @@ class BlobStore:
         self._ready_containers: set[str] = set()
         self.delegation_key_fetches = 0
         self.operations = 0  # storage calls made (benchmarks count them)
+
+    def _transport_options(self) -> dict[str, Any]:
+        if self._connection_verify is None:
+            return {"connection_timeout": 10, "read_timeout": 60}
+        return {
+            "transport": aiohttp_transport(self._connection_verify, connection_timeout=10, read_timeout=60)
+        }
 
     @property
     def client(self) -> BlobServiceClient:
@@ -105,14 +111,14 @@ class BlobStore:
                 self._client = BlobServiceClient.from_connection_string(
                     self._storage.connection_string,
                     retry_policy=retry,
-                    **self._transport_options,
+                    **self._transport_options(),
                 )
             else:
                 self._client = BlobServiceClient(
                     self._storage.blob_service_uri,
                     credential=self._credential,
                     retry_policy=retry,
-                    **self._transport_options,
+                    **self._transport_options(),
                 )
         return self._client
 

@@ -20,6 +20,7 @@ from azure.storage.queue.aio import QueueClient
 
 from imagegen.errors import StorageError
 from imagegen.settings import StorageSettings
+from imagegen.transport import aiohttp_transport
 
 log = logging.getLogger(__name__)
 MAX_VISIBILITY_SECONDS = 7 * 24 * 3600
@@ -53,8 +54,7 @@ class QueueStore:
                 initial_backoff=1, increment_base=2, retry_total=3, random_jitter_range=1
             ),
         }
-        if connection_verify is not None:
-            self._options["connection_verify"] = connection_verify
+        self._connection_verify = connection_verify
         self._queues: dict[str, QueueClient] = {}
         self._ready: set[str] = set()
         self.operations = 0  # storage calls made (benchmarks count them)
@@ -62,13 +62,16 @@ class QueueStore:
     def _queue(self, name: str) -> QueueClient:
         """A client per queue, built with our options (get_queue_client would drop the encoding)."""
         if name not in self._queues:
-            if self._storage.connection_string is not None:
-                client = QueueClient.from_connection_string(
-                    self._storage.connection_string, name, **self._options
+            options = dict(self._options)
+            if self._connection_verify is not None:
+                options["transport"] = aiohttp_transport(
+                    self._connection_verify, connection_timeout=10, read_timeout=30
                 )
+            if self._storage.connection_string is not None:
+                client = QueueClient.from_connection_string(self._storage.connection_string, name, **options)
             else:
                 client = QueueClient(
-                    self._storage.queue_service_uri, name, credential=self._credential, **self._options
+                    self._storage.queue_service_uri, name, credential=self._credential, **options
                 )
             self._queues[name] = client
         return self._queues[name]

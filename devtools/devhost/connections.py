@@ -4,10 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from azure.core.credentials_async import AsyncTokenCredential
 from azure.identity.aio import DefaultAzureCredential, ManagedIdentityCredential
 from azure.storage.queue.aio import QueueServiceClient
+
+from imagegen.transport import aiohttp_transport
 
 CA_BUNDLE_VARIABLES = ("SSL_CERT_FILE", "REQUESTS_CA_BUNDLE")
 DEVELOPMENT_STORAGE = "UseDevelopmentStorage=true"
@@ -100,14 +103,15 @@ class QueueServices:
         if connection_name in self._clients:
             return self._clients[connection_name]
         spec = self.spec(connection_name)
-        # connection_verify=True keeps the default trust store when no CA bundle is configured.
-        verify: str | bool = spec.ca_file or True
+        # One SSL context for the CA bundle (connection_verify=<path> would build one per request and
+        # defeat connection pooling); the default trust store when no bundle is configured.
+        transport: dict[str, Any] = {}
+        if spec.ca_file:
+            transport["transport"] = aiohttp_transport(spec.ca_file, connection_timeout=10, read_timeout=60)
         client: QueueServiceClient
         if spec.connection_string is not None:
             try:
-                client = QueueServiceClient.from_connection_string(
-                    spec.connection_string, connection_verify=verify
-                )
+                client = QueueServiceClient.from_connection_string(spec.connection_string, **transport)
             except ValueError as error:  # the SDK's message names no secret
                 raise ConnectionSettingError(f"{connection_name}: {error}") from error
         else:
@@ -118,9 +122,7 @@ class QueueServices:
             else:
                 credential = DefaultAzureCredential(managed_identity_client_id=spec.client_id)
             self._credentials.append(credential)
-            client = QueueServiceClient(
-                spec.queue_service_uri, credential=credential, connection_verify=verify
-            )
+            client = QueueServiceClient(spec.queue_service_uri, credential=credential, **transport)
         self._clients[connection_name] = client
         return client
 

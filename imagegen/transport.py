@@ -1,0 +1,37 @@
+"""One HTTP transport setup for the async Azure SDK clients.
+
+azure-core's aiohttp transport builds a new SSLContext for every request when `connection_verify`
+is a CA path; aiohttp then cannot reuse pooled connections (the context is part of the pool key),
+so every call pays a TLS handshake. Building the context once avoids that.
+"""
+
+from __future__ import annotations
+
+import ssl
+
+import aiohttp
+from azure.core.pipeline.transport import AioHttpTransport
+
+
+class _OneContextTransport(AioHttpTransport):  # type: ignore[misc]  # azure-core ships it untyped
+    """Opens its aiohttp session (inside the running loop) with one SSL context for every call."""
+
+    def __init__(self, context: ssl.SSLContext, *, connection_timeout: int, read_timeout: int) -> None:
+        super().__init__(session_owner=True, connection_timeout=connection_timeout, read_timeout=read_timeout)
+        self._context = context
+
+    async def open(self) -> None:
+        if getattr(self, "session", None) is None and not self._has_been_opened:
+            self.session = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(ssl=self._context),
+                cookie_jar=aiohttp.DummyCookieJar(),
+                auto_decompress=False,
+                trust_env=False,
+            )
+        await super().open()
+
+
+def aiohttp_transport(ca_file: str, *, connection_timeout: int, read_timeout: int) -> AioHttpTransport:
+    """A transport whose connections trust `ca_file` and are reused across calls."""
+    context = ssl.create_default_context(cafile=ca_file)
+    return _OneContextTransport(context, connection_timeout=connection_timeout, read_timeout=read_timeout)
