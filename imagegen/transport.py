@@ -12,6 +12,10 @@ import ssl
 import aiohttp
 from azure.core.pipeline.transport import AioHttpTransport
 
+# Idle pooled connections are dropped before servers drop them (Azurite after 5 s): reusing one the
+# server already closed costs a failed request and a retry.
+KEEPALIVE_SECONDS = 4.0
+
 
 class _OneContextTransport(AioHttpTransport):  # type: ignore[misc]  # azure-core ships it untyped
     """Opens its aiohttp session (inside the running loop) with one SSL context for every call."""
@@ -23,7 +27,7 @@ class _OneContextTransport(AioHttpTransport):  # type: ignore[misc]  # azure-cor
     async def open(self) -> None:
         if getattr(self, "session", None) is None and not self._has_been_opened:
             self.session = aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(ssl=self._context),
+                connector=aiohttp.TCPConnector(ssl=self._context, keepalive_timeout=KEEPALIVE_SECONDS),
                 cookie_jar=aiohttp.DummyCookieJar(),
                 auto_decompress=False,
                 trust_env=False,
