@@ -113,6 +113,7 @@
     $('error-title').textContent = '';
     $('error-message').textContent = '';
     $('error-details').replaceChildren();
+    $('error-code').textContent = '';
     for (const element of form.querySelectorAll('[aria-invalid]')) {
       element.removeAttribute('aria-invalid');
       element.removeAttribute('aria-errormessage');
@@ -121,8 +122,8 @@
 
   function showProblem({ title, message = '', details = [], field = null, status = null, code = null }) {
     $('error-title').textContent = title;
-    const suffix = status || code ? ` (${[status ? `HTTP ${status}` : '', code || ''].filter(Boolean).join(', ')})` : '';
-    $('error-message').textContent = `${message}${suffix}`.trim();
+    $('error-message').textContent = message;
+    $('error-code').textContent = [status ? `HTTP ${status}` : '', code || ''].filter(Boolean).join(' · ');
     const list = $('error-details');
     list.replaceChildren();
     for (const detail of details) {
@@ -327,8 +328,8 @@
       showProblem({
         title: 'The function key was not accepted.',
         message:
-          'Paste a function key (or the host key) of this function app: Azure portal → your function app → ' +
-          'App keys, or `az functionapp keys list`; on the local stack it is in .local/stack.json.',
+          'Paste a function key (or the host key) of this function app. In Azure: the portal’s App keys ' +
+          'page of the function app, or “az functionapp keys list”. On the local stack: .local/stack.json.',
         field: 'key',
         status,
       });
@@ -352,7 +353,7 @@
         message:
           "Azure OpenAI's safety system refused the prompt or withheld an image. " +
           'Rephrase the prompt and try again.' +
-          (lines.length ? ' Categories:' : ''),
+          (lines.length ? ' What it found:' : ''),
         details: lines,
         status,
         code,

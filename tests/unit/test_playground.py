@@ -1,0 +1,87 @@
+"""The playground page's response: inlined assets allowed by hash, the model's options, no secrets."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import re
+
+import azure.functions as func
+import pytest
+
+from imagegen import playground
+from imagegen.models import DALL_E_3
+from imagegen.settings import Settings
+
+STACK_ENV = {
+    "AZURE_OPENAI_ENDPOINT": "https://aoai.example.openai.azure.com",
+    "AZURE_OPENAI_MODEL": "dall-e-3",
+    "AZURE_OPENAI_DEPLOYMENT": "painter",
+    "AzureWebJobsStorage": (
+        "DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;AccountKey=c2VjcmV0;"
+        "BlobEndpoint=http://127.0.0.1:10000/devstoreaccount1;QueueEndpoint=http://127.0.0.1:10001/devstoreaccount1;"
+    ),
+}
+
+
+def _hash(text: str) -> str:
+    return "'sha256-" + base64.b64encode(hashlib.sha256(text.encode()).digest()).decode() + "'"
+
+
+def _inline(html: str, tag: str) -> list[str]:
+    return re.findall(rf"<{tag}>(.*?)</{tag}>", html, flags=re.DOTALL)
+
+
+def test_the_csp_allows_exactly_the_inlined_script_and_style() -> None:
+    settings = Settings.from_env(STACK_ENV)
+    html = playground.render_page(settings, "/api")
+    csp = playground.content_security_policy(settings)
+    [script] = _inline(html, "script")  # the JSON data block has a type, so it is not matched here
+    [style] = _inline(html, "style")
+    assert f"script-src {_hash(script)};" in csp
+    assert f"style-src {_hash(style)};" in csp
+    assert "default-src 'none'" in csp and "unsafe" not in csp
+    # Local Azurite over http: exactly its origin, besides https: for Azure's SAS links.
+    assert "img-src https: http://127.0.0.1:10000;" in csp
+
+
+def test_the_page_carries_the_models_options_and_no_secret() -> None:
+    settings = Settings.from_env(STACK_ENV)
+    html = playground.render_page(settings, "/api")
+    block = re.search(r'<script type="application/json" id="playground-config">(.*?)</script>', html)
+    assert block is not None
+    config = json.loads(block.group(1))
+    assert config["api_base"] == "/api"
+    assert config["model"] == playground.model_options(DALL_E_3)
+    assert config["model"]["styles"] == ["vivid", "natural"]
+    assert "c2VjcmV0" not in html and "aoai.example" not in html
+    assert "{{" not in html
+
+
+def test_json_in_the_data_block_cannot_close_it() -> None:
+    text = playground._json_for_script_block({"x": "</script><script>alert(1)</script><!--"})
+    assert "<" not in text and ">" not in text
+    assert json.loads(text) == {"x": "</script><script>alert(1)</script><!--"}
+
+
+@pytest.mark.parametrize(
+    ("url", "base"),
+    [
+        ("https://app.azurewebsites.net/api/playground", "/api"),
+        ("http://127.0.0.1:7071/api/playground/", "/api"),
+        ("http://127.0.0.1:7071/v2/playground?x=1", "/v2"),
+        ("http://127.0.0.1:7071/somewhere-else", "/api"),
+    ],
+)
+def test_the_api_base_follows_the_pages_own_path(url: str, base: str) -> None:
+    assert playground.api_base_for(url) == base
+
+
+def test_the_page_loads_without_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(playground, "get_settings", lambda: Settings.from_env({}))
+    response = playground.playground(func.HttpRequest("GET", "https://app.example/api/playground", body=b""))
+    assert response.status_code == 200
+    assert response.mimetype == "text/html"
+    assert '{"api_base":"/api","model":null}' in response.get_body().decode()
+    assert "img-src https:;" in response.headers["Content-Security-Policy"]
