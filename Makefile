@@ -11,6 +11,9 @@ NODE_STAMP := node_modules/.installed
 IAC_VENV := .venv-iac
 IAC_STAMP := $(IAC_VENV)/.installed
 PROMPT ?= A watercolor painting of a lighthouse on a rocky coast at sunrise
+# The playground's end-to-end test drives Debian's chromium (playwright-core never downloads a browser).
+CHROMIUM := /usr/bin/chromium
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: help setup test lint typecheck unit integration up down demo bench clean
 
@@ -39,6 +42,11 @@ $(IAC_STAMP): requirements-iac.txt
 
 setup: $(VENV_STAMP) $(NODE_STAMP) $(IAC_STAMP)
 
+# Installed only when missing; `make demo` does not need it.
+$(CHROMIUM):
+	$(SUDO) apt-get update -q
+	$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends chromium
+
 lint: $(VENV_STAMP)
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
@@ -49,10 +57,10 @@ typecheck: $(VENV_STAMP)
 unit: $(VENV_STAMP) $(IAC_STAMP)
 	$(PY) -m pytest tests/unit
 
-integration: setup
+integration: setup $(CHROMIUM)
 	$(PY) -m pytest tests/integration
 
-test: setup
+test: setup $(CHROMIUM)
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
 	$(PY) -m mypy
