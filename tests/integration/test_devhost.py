@@ -12,7 +12,7 @@ import contextlib
 import json
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +23,7 @@ from azure.storage.queue import QueueClient, QueueServiceClient
 
 from devtools.procs import ManagedProcess
 from devtools.services import AzuriteEndpoints, DevhostEndpoint, start_devhost
+from tests.integration.waiting import wait_until
 
 APP_ROOT = Path(__file__).parent / "devhost_apps" / "basic"
 FUNCTION_KEY = "test-function-key-" + uuid.uuid4().hex
@@ -39,17 +40,6 @@ def queue_names() -> dict[str, str]:
         "QUEUE_FAIL": f"dh-fail-{suffix}",
         "QUEUE_SLOW": f"dh-slow-{suffix}",
     }
-
-
-def wait_for(condition: Callable[[], Any], timeout: float = 15.0, interval: float = 0.1) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout}s")
-        time.sleep(interval)
 
 
 def send_base64(queue: QueueClient, text: str) -> None:
@@ -206,7 +196,7 @@ def test_exception_is_500_without_details_and_logged(api: str, devhost: DevhostU
     assert response.status_code == 500
     assert b"do-not-leak" not in response.content
     assert response.content == b""
-    wait_for(lambda: "do-not-leak-this-detail" in devhost.log_text())
+    wait_until(lambda: "do-not-leak-this-detail" in devhost.log_text())
 
 
 def test_body_over_100_mb_is_413(api: str) -> None:
@@ -220,7 +210,7 @@ def test_request_log_has_path_status_and_duration_but_no_key_or_query(
 ) -> None:
     marker = uuid.uuid4().hex
     requests.get(f"{api}/items/99/{marker}?code={FUNCTION_KEY}&secret=s3cr3t", timeout=10)
-    line = wait_for(
+    line = wait_until(
         lambda: next(
             (ln for ln in devhost.log_text().splitlines() if marker in ln and "http GET" in ln), None
         )
@@ -240,7 +230,7 @@ def test_queue_trigger_decodes_base64_and_output_binding_writes_base64(devhost: 
     queue_in = devhost.queue("QUEUE_IN")
     seen = devhost.queue("QUEUE_SEEN")
     send_base64(queue_in, "héllo wörld")
-    [record] = wait_for(lambda: drain_json(seen))
+    [record] = wait_until(lambda: drain_json(seen))
     assert record["function"] == "record"
     assert record["body"] == "héllo wörld"
     assert record["dequeue_count"] == 1
@@ -253,7 +243,7 @@ def test_queue_trigger_decodes_base64_and_output_binding_writes_base64(devhost: 
 def test_http_output_binding_feeds_a_queue_trigger(api: str, devhost: DevhostUnderTest) -> None:
     seen = devhost.queue("QUEUE_SEEN")
     assert requests.post(f"{api}/enqueue", data="from-http", timeout=10).status_code == 202
-    [record] = wait_for(lambda: drain_json(seen))
+    [record] = wait_until(lambda: drain_json(seen))
     assert record["body"] == "from-http"
 
 
@@ -264,7 +254,7 @@ def test_a_batch_runs_concurrently(devhost: DevhostUnderTest) -> None:
     for _ in range(4):  # batchSize 4, each sleeps 1 s
         send_base64(slow, "1")
     records: list[dict[str, Any]] = []
-    wait_for(lambda: records.extend(drain_json(seen)) or len(records) >= 4, timeout=20)
+    wait_until(lambda: records.extend(drain_json(seen)) or len(records) >= 4, timeout=20)
     assert time.monotonic() - started < 3.5
     assert {r["dequeue_count"] for r in records} == {1}
 
@@ -275,12 +265,12 @@ def test_failing_function_retries_then_goes_to_poison_with_the_same_body(devhost
     body = f"doomed-{uuid.uuid4().hex[:8]}"
     encoded = base64.b64encode(body.encode()).decode()
     fail.send_message(encoded)
-    [poisoned] = wait_for(lambda: list(poison.receive_messages(max_messages=32)))
+    [poisoned] = wait_until(lambda: list(poison.receive_messages(max_messages=32)))
     assert poisoned.content == encoded  # still base64, unchanged
     attempts = (devhost.record_dir / "attempts.txt").read_text().splitlines()
     assert [line for line in attempts if line.startswith(body)] == [f"{body} 1", f"{body} 2", f"{body} 3"]
     # The host sends to poison, then deletes the original: wait for the delete rather than race it.
-    wait_for(lambda: fail.get_queue_properties().approximate_message_count == 0)
+    wait_until(lambda: fail.get_queue_properties().approximate_message_count == 0)
     assert "reached maxDequeueCount of 3" in devhost.log_text()
 
 
@@ -288,7 +278,7 @@ def test_invalid_base64_fails_like_a_function_error(devhost: DevhostUnderTest) -
     fail = devhost.queue("QUEUE_IN")
     poison = devhost.queue("QUEUE_IN", "-poison")
     fail.send_message("not base64 at all!")
-    [poisoned] = wait_for(lambda: list(poison.receive_messages(max_messages=32)))
+    [poisoned] = wait_until(lambda: list(poison.receive_messages(max_messages=32)))
     assert poisoned.content == "not base64 at all!"
 
 
@@ -303,7 +293,7 @@ def test_long_function_keeps_its_message_invisible(azurite_plain: AzuriteEndpoin
         slow = under_test.queue("QUEUE_SLOW")
         seen = under_test.queue("QUEUE_SEEN")
         send_base64(slow, "3.5")
-        [record] = wait_for(lambda: drain_json(seen), timeout=15)
+        [record] = wait_until(lambda: drain_json(seen), timeout=15)
         assert record["dequeue_count"] == 1
         time.sleep(1)
         assert drain_json(seen) == []
@@ -322,17 +312,17 @@ def test_stopped_host_abandons_in_flight_message_which_reappears_after_its_lease
     slow = under_test.queue("QUEUE_SLOW")
     seen = under_test.queue("QUEUE_SEEN")
     send_base64(slow, "30")
-    wait_for(lambda: (under_test.record_dir / "slow-started-1").exists())
+    wait_until(lambda: (under_test.record_dir / "slow-started-1").exists())
     stop_started = time.monotonic()
     under_test.stop()
     assert time.monotonic() - stop_started < 5
     assert "abandoned 1 queue invocation" in under_test.log_text()
     # Not deleted, not released: invisible until the lease ends, then back with dequeue count 2.
     assert slow.peek_messages() == []
-    wait_for(lambda: slow.peek_messages(), timeout=5)
+    wait_until(lambda: slow.peek_messages(), timeout=5)
     under_test.start()
     try:
-        wait_for(lambda: (under_test.record_dir / "slow-started-2").exists(), timeout=10)
+        wait_until(lambda: (under_test.record_dir / "slow-started-2").exists(), timeout=10)
     finally:
         under_test.stop()
     assert drain_json(seen) == []

@@ -11,7 +11,7 @@ import ssl
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -25,6 +25,7 @@ from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 from devtools.stack import LocalStack, StackPorts, start_local_stack
 from tests.integration.conftest import StackFactory
 from tests.integration.test_function_app import Api, _api
+from tests.integration.waiting import wait_until
 
 WEBHOOK_SECRET = "whsec_" + base64.b64encode(b"local-test-webhook-secret-32byte").decode()
 DURABLE_SETTINGS = {
@@ -34,17 +35,6 @@ DURABLE_SETTINGS = {
     "ALLOW_LOCAL_WEBHOOKS": "true",
 }
 FAST_DEVHOST = {"DEVHOST_QUEUE_LEASE_SECONDS": "3"}
-
-
-def wait_until(condition: Callable[[], Any], timeout: float = 30.0, interval: float = 0.2) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not within {timeout} s")
-        time.sleep(interval)
 
 
 def queue(stack: LocalStack, name: str) -> QueueClient:
