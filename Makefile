@@ -15,7 +15,7 @@ PROMPT ?= A watercolor painting of a lighthouse on a rocky coast at sunrise
 CHROMIUM := /usr/bin/chromium
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: help setup test lint typecheck unit integration up down demo bench clean
+.PHONY: help setup test lint typecheck unit integration up down demo bench clean fuzz
 
 help:
 	@echo "make demo    start the local stack and generate an image (PROMPT=\"...\")"
@@ -23,6 +23,7 @@ help:
 	@echo "make up      start the local stack in the background (.local/stack.json)"
 	@echo "make down    stop what make up started"
 	@echo "make bench   print benchmark figures as JSON"
+	@echo "make fuzz    schemathesis against the dev host for FUZZ_SECONDS (default 300)"
 	@echo "make clean   remove the venv, node_modules and local state"
 
 $(VENV_STAMP): requirements.txt requirements-dev.txt
@@ -78,6 +79,11 @@ demo: $(VENV_STAMP) $(NODE_STAMP)
 
 bench: setup
 	@$(PY) -m bench
+
+# The bounded run of the same test is part of make test (30 s); this one fuzzes longer.
+FUZZ_SECONDS ?= 300
+fuzz: setup
+	FUZZ_SECONDS=$(FUZZ_SECONDS) FUZZ_MAX_EXAMPLES=500 $(PY) -m pytest tests/integration/test_fuzz.py --timeout=$$(( $(FUZZ_SECONDS) + 300 ))
 
 clean: down
 	rm -rf $(VENV) $(IAC_VENV) node_modules .local .mypy_cache .ruff_cache .pytest_cache test-output

@@ -2,7 +2,7 @@
 
 import azure.functions as func
 
-from imagegen import http_api, playground, queue_api
+from imagegen import http_api, openapi, playground, queue_api
 from imagegen.service import get_service
 from imagegen.settings import QUEUE_IMAGE_JOBS, QUEUE_IMAGE_REQUESTS
 
@@ -28,6 +28,11 @@ async def cancel_image(req: func.HttpRequest) -> func.HttpResponse:
 @app.route(route="health", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
 async def health(req: func.HttpRequest) -> func.HttpResponse:
     return await http_api.health(req, get_service)
+
+
+@app.route(route="openapi.json", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
+async def openapi_description(req: func.HttpRequest) -> func.HttpResponse:
+    return await openapi.serve(req)
 
 
 @app.route(route="playground", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)

@@ -74,6 +74,7 @@ def rules_for_model(model: str) -> ModelRules:
 
 MAX_METADATA_KEYS = 10
 MAX_METADATA_VALUE_CHARS = 256
+MAX_METADATA_KEY_CHARS = 64
 MAX_BODY_BYTES = 256 * 1024
 REQUEST_FIELDS = (
     "prompt",
@@ -231,7 +232,11 @@ def _metadata(value: Any) -> dict[str, str]:
     if len(value) > MAX_METADATA_KEYS:
         raise InvalidRequest(f"'metadata' has more than {MAX_METADATA_KEYS} keys", field="metadata")
     for key, item in value.items():
-        if not isinstance(item, str) or len(item) > MAX_METADATA_VALUE_CHARS or not 0 < len(key) <= 64:
+        if (
+            not isinstance(item, str)
+            or len(item) > MAX_METADATA_VALUE_CHARS
+            or not 0 < len(key) <= MAX_METADATA_KEY_CHARS
+        ):
             raise InvalidRequest(
                 f"'metadata' values must be strings of at most {MAX_METADATA_VALUE_CHARS} characters",
                 field=f"metadata.{key}",
