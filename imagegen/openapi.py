@@ -152,8 +152,8 @@ def _request_property(name: str, rules: ModelRules) -> Schema | None:
             "type": "string",
             "format": "uri",
             "description": (
-                "An https URL that receives the finished job as a signed Standard Webhooks POST. "
-                "Needs webhooks to be configured on the function app (WEBHOOK_SECRET), else 400."
+                "An https URL (not private or loopback) that receives the finished job as a signed "
+                "Standard Webhooks POST."
             ),
             "x-ms-summary": "Callback URL",
             "x-ms-visibility": "advanced",
@@ -161,9 +161,10 @@ def _request_property(name: str, rules: ModelRules) -> Schema | None:
     raise ValueError(f"request field {name!r} has no description in imagegen.openapi")
 
 
-def image_request_schema(rules: ModelRules) -> Schema:
+def image_request_schema(rules: ModelRules, *, webhooks: bool = True) -> Schema:
+    """The POST body for this model; callback_url only where webhooks are configured (else 400)."""
     properties: dict[str, Schema] = {}
-    for name in (*REQUEST_FIELDS, CALLBACK_FIELD):
+    for name in (*REQUEST_FIELDS, *((CALLBACK_FIELD,) if webhooks else ())):
         schema = _request_property(name, rules)
         if schema is not None:
             properties[name] = schema
@@ -197,8 +198,8 @@ def _summary(text: str, schema: Schema, visibility: str = "advanced") -> Schema:
     return {**schema, "x-ms-summary": text, "x-ms-visibility": visibility}
 
 
-def definitions(rules: ModelRules) -> dict[str, Schema]:
-    request = image_request_schema(rules)
+def definitions(rules: ModelRules, *, webhooks: bool = True) -> dict[str, Schema]:
+    request = image_request_schema(rules, webhooks=webhooks)
     echoed_request = {
         name: _without_constraints(schema)
         for name, schema in request["properties"].items()
@@ -571,8 +572,8 @@ def _get_api_description() -> Schema:
     }
 
 
-def build_document(rules: ModelRules, *, host: str, scheme: str = "https") -> Schema:
-    """The Swagger 2.0 document for one model, served from `scheme://host/api`."""
+def build_document(rules: ModelRules, *, host: str, scheme: str = "https", webhooks: bool = True) -> Schema:
+    """The Swagger 2.0 document for one model (and webhooks on or off), served from `scheme://host/api`."""
     return {
         "swagger": "2.0",
         "info": {
@@ -605,7 +606,7 @@ def build_document(rules: ModelRules, *, host: str, scheme: str = "https") -> Sc
             "/health": {"get": _get_health()},
             "/openapi.json": {"get": _get_api_description()},
         },
-        "definitions": definitions(rules),
+        "definitions": definitions(rules, webhooks=webhooks),
     }
 
 
@@ -639,8 +640,12 @@ def to_json(document: Schema) -> str:
 async def serve(req: func.HttpRequest) -> func.HttpResponse:
     """GET /api/openapi.json: the description for the configured model, host and scheme of this request."""
     parts = urlsplit(req.url)
+    settings = get_settings()
     document = build_document(
-        rules_for_model(get_settings().model), host=parts.netloc, scheme=parts.scheme or "https"
+        rules_for_model(settings.model),
+        host=parts.netloc,
+        scheme=parts.scheme or "https",
+        webhooks=bool(settings.webhook_secret),
     )
     return func.HttpResponse(json.dumps(document), status_code=200, mimetype=JSON)
 
@@ -653,13 +658,18 @@ def main(argv: Sequence[str] | None = None, write: Callable[[str], object] = sys
     parser.add_argument("--scheme", default="https", choices=("https", "http"))
     parser.add_argument("--model", default="gpt-image-1", help="AZURE_OPENAI_MODEL of the deployment")
     parser.add_argument(
+        "--no-webhooks", action="store_true", help="the app has no WEBHOOK_SECRET (no callback_url)"
+    )
+    parser.add_argument(
         "--properties", action="store_true", help="print connector/apiProperties.json instead"
     )
     args = parser.parse_args(argv)
     if args.properties:
         write(to_json(api_properties()))
     else:
-        write(to_json(build_document(rules_for_model(args.model), host=args.host, scheme=args.scheme)))
+        rules = rules_for_model(args.model)
+        document = build_document(rules, host=args.host, scheme=args.scheme, webhooks=not args.no_webhooks)
+        write(to_json(document))
     return 0
 
 

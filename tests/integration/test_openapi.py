@@ -100,6 +100,7 @@ def test_the_served_document_is_valid_swagger_2_for_the_configured_model(durable
     assert request["size"]["enum"] == ["1024x1024", "1024x1536", "1536x1024", "auto"]
     assert request["n"]["maximum"] == 10
     assert "style" not in request  # gpt-image-1 takes no style
+    assert "callback_url" in request  # this stack has webhooks on
 
 
 def test_the_document_follows_the_configured_model(stacks: StackFactory) -> None:
@@ -109,6 +110,7 @@ def test_the_document_follows_the_configured_model(stacks: StackFactory) -> None
     assert request["n"]["maximum"] == 5
     assert request["prompt"]["maxLength"] == 1000
     assert {"quality", "style", "background", "output_compression"}.isdisjoint(request)
+    assert "callback_url" not in request  # this stack has no WEBHOOK_SECRET
 
 
 def test_the_connector_files_agree_with_the_served_document(durable: Api) -> None:

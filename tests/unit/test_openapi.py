@@ -205,6 +205,7 @@ def test_the_script() -> None:
 async def test_serve_takes_host_and_scheme_from_the_request(monkeypatch: pytest.MonkeyPatch) -> None:
     class FakeSettings:
         model = "dall-e-2"
+        webhook_secret = None
 
     monkeypatch.setattr(openapi, "get_settings", lambda: FakeSettings())
     request = func.HttpRequest("GET", "http://127.0.0.1:7071/api/openapi.json", body=b"")
@@ -214,3 +215,13 @@ async def test_serve_takes_host_and_scheme_from_the_request(monkeypatch: pytest.
     served = json.loads(response.get_body())
     assert (served["host"], served["schemes"], served["basePath"]) == ("127.0.0.1:7071", ["http"], "/api")
     assert served["definitions"]["ImageRequest"]["properties"]["n"]["maximum"] == DALL_E_2.max_n
+    assert "callback_url" not in served["definitions"]["ImageRequest"]["properties"]
+
+
+def test_callback_url_only_where_webhooks_are_configured() -> None:
+    on = openapi.build_document(GPT_IMAGE, host="h", webhooks=True)["definitions"]["ImageRequest"]
+    off = openapi.build_document(GPT_IMAGE, host="h", webhooks=False)["definitions"]["ImageRequest"]
+    assert set(on["properties"]) - set(off["properties"]) == {"callback_url"}
+    out = io.StringIO()
+    openapi.main(["--no-webhooks"], out.write)
+    assert "callback_url" not in json.loads(out.getvalue())["definitions"]["ImageRequest"]["properties"]
