@@ -8,7 +8,6 @@ Errors leave this module as imagegen.errors types only.
 from __future__ import annotations
 
 import asyncio
-import base64
 import binascii
 import json
 import logging
@@ -271,7 +270,7 @@ class AzureOpenAIImages:
         revised = item.get("revised_prompt") if isinstance(item.get("revised_prompt"), str) else None
         if isinstance(item.get("b64_json"), str):
             try:
-                data = base64.b64decode(item["b64_json"], validate=True)
+                data = binascii.a2b_base64(item["b64_json"], strict_mode=True)  # no extra copy of the text
             except (binascii.Error, ValueError):
                 raise UpstreamError("Azure OpenAI answered an image that is not valid base64") from None
             try:

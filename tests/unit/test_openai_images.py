@@ -384,3 +384,17 @@ async def test_legacy_polls_time_themselves_by_recent_operations(server: tuple[T
     await client.generate(REQUEST, operation_id="b", deadline=fake.now + 60)
     await client.close()
     assert fake.sleeps == pytest.approx([0.2375])
+
+
+@pytest.mark.parametrize(
+    "item", [{"b64_json": "not base64!"}, {"b64_json": "aGVsbG8="}, {"revised_prompt": "x"}]
+)
+async def test_a_broken_image_entry_is_an_upstream_error(
+    server: tuple[TestServer, Script], item: dict[str, str]
+) -> None:
+    test_server, script = server
+    client, _ = _client(test_server)
+    script.answers = [lambda _: web.json_response({"created": 1, "data": [item]})]
+    with pytest.raises(UpstreamError):
+        await client.generate(REQUEST, operation_id="op", deadline=_deadline())
+    await client.close()
