@@ -136,7 +136,7 @@ def start_aoai_emulator(
         "devtools.aoai_emulator", "--host", "127.0.0.1", "--port", str(port), *extra_args
     )
     if api_key:
-        argv += ["--api-key", api_key]
+        argv.append(f"--api-key={api_key}")  # "=": a key may start with "-"
     if tls is not None:
         argv += ["--tls-cert", str(tls.server_cert), "--tls-key", str(tls.server_key)]
     process = start_process("aoai-emulator", argv, log_dir=log_dir, ready_ports=(port,))
