@@ -46,8 +46,8 @@ POLL_FIRST_SECONDS = 0.05
 POLL_GROWTH = 1.5
 POLL_DEFAULT_CAP_SECONDS = 1.0
 # With history, polls are dense only in a short window from the typical finish on.
-POLL_NEAR_SECONDS = 0.01
-POLL_NEAR_WINDOW_SECONDS = 0.5
+POLL_NEAR_SECONDS = 0.005
+POLL_NEAR_WINDOW_SECONDS = 0.25
 
 
 class TokenProvider(Protocol):
@@ -222,7 +222,7 @@ class AzureOpenAIImages:
 
         Without history: 50 ms, growing by half each time, never longer than the server's retry-after. With
         history (operations this instance submitted and saw finish), sleep until about when the
-        typical operation finishes, then every 10 ms for up to half a second, then slowing down again:
+        typical operation finishes, then every 5 ms for up to a quarter of a second, then slowing down again:
         fewer polls overall and a short delay after completion.
         """
         interval = POLL_FIRST_SECONDS

@@ -15,6 +15,7 @@ import azure.functions as func
 
 from imagegen.errors import InvalidRequest
 from imagegen.intake import build_submission, check_idempotency_key
+from imagegen.jobs import Job, VersionedJob
 from imagegen.service import ImageService
 
 log = logging.getLogger(__name__)
@@ -22,21 +23,38 @@ log = logging.getLogger(__name__)
 ServiceFactory = Callable[[], ImageService]
 
 
-def _job_id(msg: func.QueueMessage) -> str | None:
+def _job_message(msg: func.QueueMessage) -> dict[str, Any] | None:
     try:
         document = json.loads(msg.get_body())
     except (UnicodeDecodeError, json.JSONDecodeError):
         return None
-    job_id = document.get("job_id") if isinstance(document, dict) else None
-    return job_id if isinstance(job_id, str) else None
+    if not isinstance(document, dict) or not isinstance(document.get("job_id"), str):
+        return None
+    return document
+
+
+def _job_id(msg: func.QueueMessage) -> str | None:
+    document = _job_message(msg)
+    return None if document is None else str(document["job_id"])
+
+
+def _carried_record(document: dict[str, Any]) -> VersionedJob | None:
+    """The record a respond-async message carries (see ImageService._job_message), if it reads."""
+    record, etag = document.get("record"), document.get("etag")
+    if not isinstance(record, dict) or not isinstance(etag, str):
+        return None
+    try:
+        return VersionedJob(Job.from_record(record), etag)
+    except (KeyError, TypeError, ValueError):
+        return None  # not ours to trust: the stored record decides
 
 
 async def run_image_job(msg: func.QueueMessage, service_factory: ServiceFactory) -> None:
-    job_id = _job_id(msg)
-    if job_id is None:
+    document = _job_message(msg)
+    if document is None:
         log.warning("image-jobs message %s is not a job message; dropped", msg.id)
         return
-    await service_factory().handle_job_message(job_id)
+    await service_factory().handle_job_message(str(document["job_id"]), _carried_record(document))
 
 
 async def fail_poisoned_image_job(msg: func.QueueMessage, service_factory: ServiceFactory) -> None:

@@ -60,6 +60,8 @@ IDEMPOTENCY_NAMESPACE = uuid.UUID("5b0c7e2a-8f0b-4f0e-9d55-2f6b1f1e9a10")
 # A job message becomes visible this long after its lease would lapse, so a live owner renews first.
 GRACE_MARGIN_SECONDS = 5.0
 EXISTING_JOB_POLL_SECONDS = (0.1, 0.2, 0.4, 0.8, 1.0)
+# A queue message holds 64 KiB, base64-encoded: records larger than this travel as an id only.
+MAX_RECORD_IN_MESSAGE_CHARS = 40_000
 
 
 class ImageGenerator(Protocol):
@@ -231,12 +233,22 @@ class ImageService:
         """Record the job and queue it for a worker at once (Prefer: respond-async, queue input)."""
         job = self._new_job(submission, self.job_id_for(submission), JobStatus.QUEUED)
         try:
-            await self.jobs.create(job)
+            etag = await self.jobs.create(job)
         except BlobAlreadyExists:
             return await self._existing(job.id, submission, wait_seconds=0)
-        await self.queues.send(QUEUE_IMAGE_JOBS, {"job_id": job.id})
+        await self.queues.send(QUEUE_IMAGE_JOBS, self._job_message(VersionedJob(job, etag)))
         log.info("job %s queued (n=%d, size=%s)", job.id, job.request.n, job.request.size)
         return job
+
+    @staticmethod
+    def _job_message(versioned: VersionedJob) -> dict[str, Any]:
+        """The job id, and (when small) the record as written with its ETag: the worker can then
+        lease the job with one conditional write instead of a read and a write."""
+        message: dict[str, Any] = {"job_id": versioned.job.id}
+        record = versioned.job.to_record()
+        if len(json.dumps(record)) <= MAX_RECORD_IN_MESSAGE_CHARS:
+            message.update(record=record, etag=versioned.etag)
+        return message
 
     async def submit_and_wait(self, submission: Submission, wait_seconds: float) -> Job:
         """Record the job, back it with a delayed message, run it here; answer when done or at the wait."""
@@ -428,8 +440,26 @@ class ImageService:
 
     # --- the queue worker ----------------------------------------------------------------------
 
-    async def handle_job_message(self, job_id: str) -> Job | None:
-        """`image-jobs`: run, resume, re-delay or finish publishing one job."""
+    async def handle_job_message(self, job_id: str, sent: VersionedJob | None = None) -> Job | None:
+        """`image-jobs`: run, resume, re-delay or finish publishing one job.
+
+        `sent` is the record as the message carried it: if it is still current, leasing it takes one
+        conditional write; if anything changed since, the write fails and the record is read.
+        """
+        if (
+            sent is not None
+            and sent.job.id == job_id
+            and not sent.job.status.terminal
+            and not sent.job.attempts
+        ):
+            now = self._clock()
+            leased = sent.job.leased(self.instance_id, now + self._lease, now, new_run=True)
+            try:
+                etag = await self.jobs.write_if_unchanged(leased, etag=sent.etag)
+            except BlobChanged:
+                pass  # the record moved on (canceled, taken, …): decide from the stored one
+            else:
+                return await self._run_leased(VersionedJob(leased, etag))
         try:
             versioned = await self.jobs.read(job_id)
         except JobNotFound:
@@ -459,7 +489,11 @@ class ImageService:
             # Someone else took it (or canceled it) just now: look again later.
             await self.queues.send(QUEUE_IMAGE_JOBS, {"job_id": job.id}, delay_seconds=GRACE_MARGIN_SECONDS)
             return None
-        handle = self._start(VersionedJob(leased, etag), None)
+        return await self._run_leased(VersionedJob(leased, etag))
+
+    async def _run_leased(self, versioned: VersionedJob) -> Job:
+        """Run a job this worker just leased, within the queue trigger's invocation."""
+        handle = self._start(versioned, None)
         assert handle.task is not None
         return await handle.task
 

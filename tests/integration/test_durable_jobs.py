@@ -502,3 +502,28 @@ def test_a_resumed_job_does_not_upload_a_stored_image_again(crash_legacy_stack: 
     body = api.get(job.id).json()
     assert body["images"][0]["blob"] == job.image_blob_name(0, "png")
     assert api.download(body["images"][0]["url"]).content == image
+
+
+def test_a_job_message_with_a_stale_record_never_runs_the_job_again(api: Api) -> None:
+    """Respond-async messages carry the record and its ETag; once the record moved on, it is ignored."""
+    api.emulator("POST", "config", {"latency_seconds": 3})
+    job = api.post({"prompt": "only once"}, headers={"Prefer": "respond-async"}).json()
+    wait_until(lambda: api.get(job["id"]).json()["status"] == "running", timeout=10, interval=0.1)
+    requests.delete(f"{api.base}/images/{job['id']}", headers=api.key_headers, timeout=10)
+    stale = {
+        "job_id": job["id"],
+        "record": {
+            **{k: job[k] for k in ("id", "created_at", "updated_at", "request")},
+            "status": "queued",
+            "images": [],
+        },
+        "etag": '"0x8DDSTALEETAG"',
+    }
+    results = queue(api.stack, "image-results")
+    drain(results)
+    queue(api.stack, "image-jobs").send_message(json.dumps(stale))
+    published = wait_until(lambda: [p for p in drain(results) if p["id"] == job["id"]], timeout=15)
+    assert published[0]["status"] == "canceled"
+    time.sleep(3.5)
+    assert api.get(job["id"]).json()["status"] == "canceled"
+    assert len(api.calls("generate")) <= 1  # the canceled run's call; the stale message started none
