@@ -10,20 +10,25 @@ then amortised. The queued path adds the two calls the Functions host makes for 
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import ssl
 from typing import Any
 
 import aiohttp
+from azure.storage.queue import TextBase64DecodePolicy
+from azure.storage.queue.aio import QueueClient
 
 from bench.common import progress, running_stack
 from devtools.stack import LocalStack
 from imagegen.blob_store import BlobStore
+from imagegen.jobs import Job, VersionedJob
 from imagegen.models import ImageRequest, rules_for_model
 from imagegen.openai_images import AzureOpenAIImages
 from imagegen.queues import QueueStore
 from imagegen.service import ImageService, Submission
 from imagegen.settings import Settings
+from imagegen.transport import aiohttp_transport
 
 TARGET_PER_IMAGE = 5.0
 HOST_CALLS_PER_MESSAGE = 2  # the Functions host receives, then deletes, the job's message
@@ -69,25 +74,51 @@ async def _inline(service: ImageService, n: int) -> int:
     return service.storage_operations - before
 
 
-async def _queued(service: ImageService, n: int) -> int:
+async def _queued(service: ImageService, jobs_queue: QueueClient, n: int) -> int:
+    """submit_async, then what the host does: receive the message (not counted: the host's), run
+    the trigger with it, delete it (the host's)."""
     before = service.storage_operations
     job = await service.submit_async(_submission(f"queued {n}", n))
-    done = await service.handle_job_message(job.id)
-    if done is None or done.status.value != "succeeded":
+    after_submit = service.storage_operations
+    [message] = [m async for m in jobs_queue.receive_messages(max_messages=1, visibility_timeout=60)]
+    document = json.loads(message.content)
+    carried = (
+        VersionedJob(Job.from_record(document["record"]), document["etag"]) if "record" in document else None
+    )
+    done = await service.handle_job_message(document["job_id"], carried)
+    await jobs_queue.delete_message(message)
+    if done is None or done.status.value != "succeeded" or done.id != job.id:
         raise RuntimeError("the queued job did not succeed")
-    return service.storage_operations - before
+    return (after_submit - before) + (service.storage_operations - after_submit)
+
+
+async def _drain(jobs_queue: QueueClient) -> None:
+    async for message in jobs_queue.receive_messages(max_messages=32, visibility_timeout=60):
+        await jobs_queue.delete_message(message)
 
 
 async def _measure(stack: LocalStack) -> dict[str, Any]:
+    from azure.identity.aio import ManagedIdentityCredential
+
     service = _service(stack)
+    jobs_queue = QueueClient(
+        stack.azurite.queue_url,
+        "image-jobs",
+        credential=ManagedIdentityCredential(),
+        message_decode_policy=TextBase64DecodePolicy(),
+        transport=aiohttp_transport(str(stack.tls.ca_cert), connection_timeout=10, read_timeout=30),
+    )
     try:
         progress("storage_ops: warm-up (containers, queues, delegation key)")
+        await _drain(jobs_queue)
         await _inline(service, 1)
-        await _queued(service, 1)
+        await _drain(jobs_queue)
+        await _queued(service, jobs_queue, 1)
         paths: dict[str, Any] = {}
         for n in IMAGES_PER_JOB:
             inline = await _inline(service, n)
-            queued = await _queued(service, n)
+            await _drain(jobs_queue)  # the inline job's backing message, deleted already or not yet visible
+            queued = await _queued(service, jobs_queue, n)
             paths[f"n={n}"] = {
                 "inline_ops": inline,
                 "inline_per_image": round(inline / n, 2),
@@ -107,6 +138,7 @@ async def _measure(stack: LocalStack) -> dict[str, Any]:
             },
         }
     finally:
+        await jobs_queue.close()
         await service.close()
 
 
