@@ -13,7 +13,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-import psutil  # type: ignore[import-untyped]
+import psutil
 import requests
 
 from bench.common import StackClient, median, progress, rounded, running_stack

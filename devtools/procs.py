@@ -15,15 +15,44 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import psutil
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
 def free_port(host: str = "127.0.0.1") -> int:
     """A TCP port nobody listens on right now (the OS picks it)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((host, 0))
-        port: int = sock.getsockname()[1]
-        return port
+    return free_ports(1, host)[0]
+
+
+def free_ports(count: int, host: str = "127.0.0.1") -> list[int]:
+    """`count` distinct free ports: all sockets stay bound until every port is chosen, so the OS
+    cannot hand the same port out twice."""
+    sockets = [socket.socket(socket.AF_INET, socket.SOCK_STREAM) for _ in range(count)]
+    try:
+        for sock in sockets:
+            sock.bind((host, 0))
+        return [int(sock.getsockname()[1]) for sock in sockets]
+    finally:
+        for sock in sockets:
+            sock.close()
+
+
+def listening_ports(pid: int) -> set[int]:
+    """TCP ports a process (or one of its children) listens on."""
+    try:
+        root = psutil.Process(pid)
+        processes = [root, *root.children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return set()
+    ports: set[int] = set()
+    for process in processes:
+        try:
+            connections = process.net_connections(kind="tcp")
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            continue
+        ports.update(c.laddr.port for c in connections if c.status == psutil.CONN_LISTEN)
+    return ports
 
 
 def port_is_open(host: str, port: int) -> bool:
@@ -89,7 +118,7 @@ def start_process(
 ) -> ManagedProcess:
     """Start `argv` in its own process group, logging to `log_dir/<name>.log`, and wait until ready.
 
-    Ready means every port in `ready_ports` accepts connections and `ready_url` (if given) answers
+    Ready means this process (or a child) listens on every port in `ready_ports` and `ready_url` (if given) answers
     with any HTTP status.
     """
     log_dir.mkdir(parents=True, exist_ok=True)
@@ -115,7 +144,8 @@ def start_process(
             raise ProcessStartError(
                 f"{name} exited with {popen.returncode}; log:\n{process.log_text()[-4000:]}"
             )
-        if all(port_is_open("127.0.0.1", p) for p in ready_ports) and (
+        # The ports must be ours: another process that grabbed a port first would also "answer".
+        if set(ready_ports) <= listening_ports(popen.pid) and (
             ready_url is None or _url_answers(ready_url, ca_file)
         ):
             return process

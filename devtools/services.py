@@ -9,7 +9,7 @@ from pathlib import Path
 
 from devtools.certs import TlsFiles
 from devtools.msi_emulator import DEFAULT_IDENTITY_HEADER
-from devtools.procs import REPO_ROOT, ManagedProcess, free_port, python_module_argv, start_process
+from devtools.procs import REPO_ROOT, ManagedProcess, free_port, free_ports, python_module_argv, start_process
 
 AZURITE_ACCOUNT = "devstoreaccount1"
 # Azurite's well-known development key: public, documented, only valid against the emulator.
@@ -52,7 +52,7 @@ def start_azurite(
         raise ValueError("Azurite --oauth basic requires HTTPS certificates")
     if not AZURITE_BIN.exists():
         raise FileNotFoundError(f"{AZURITE_BIN} is missing: run `npm ci` (make setup does)")
-    blob_port, queue_port, table_port = ports or (free_port(), free_port(), free_port())
+    blob_port, queue_port, table_port = ports or tuple(free_ports(3))
     location.mkdir(parents=True, exist_ok=True)
     argv = [
         str(AZURITE_BIN),

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from devtools.certs import TlsFiles, make_localhost_certs
-from devtools.procs import REPO_ROOT, ManagedProcess, free_port
+from devtools.procs import REPO_ROOT, ManagedProcess, free_port, free_ports
 from devtools.services import (
     AoaiEndpoint,
     AzuriteEndpoints,
@@ -54,7 +54,7 @@ class StackPorts:
 
     @classmethod
     def free(cls) -> StackPorts:
-        return cls(*(free_port() for _ in range(6)))
+        return cls(*free_ports(6))
 
 
 @dataclass
