@@ -19,7 +19,7 @@ from typing import Any
 
 import requests
 
-from devtools.stack import LocalStack, StackPorts, start_local_stack
+from devtools.stack import LocalStack, start_local_stack
 
 IMAGE_BODY: dict[str, Any] = {"n": 1, "size": "1024x1024"}
 HTTP_TIMEOUT_SECONDS = 120.0
@@ -78,7 +78,7 @@ def running_stack(label: str, **options: Any) -> Iterator[LocalStack]:
     """A local stack on free ports in a temporary folder, always stopped."""
     with tempfile.TemporaryDirectory(prefix=f"bench-{label}-") as folder:
         progress(f"{label}: starting a local stack")
-        stack = start_local_stack(Path(folder), ports=StackPorts.free(), **options)
+        stack = start_local_stack(Path(folder), **options)
         try:
             yield stack
         finally:

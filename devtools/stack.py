@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from devtools.certs import TlsFiles, make_localhost_certs
-from devtools.procs import REPO_ROOT, ManagedProcess, free_port, free_ports
+from devtools.procs import REPO_ROOT, ManagedProcess, ProcessStartError, free_port, free_ports
 from devtools.services import (
     AoaiEndpoint,
     AzuriteEndpoints,
@@ -187,7 +187,31 @@ def app_settings(
     return settings
 
 
-def start_local_stack(
+def start_local_stack(root: Path, *, ports: StackPorts | None = None, **options: Any) -> LocalStack:
+    """Start the whole stack; `ports=None` picks free ones and, if another process takes one of them
+    before our server binds it (the OS hands the same range to outgoing connections), tries again."""
+    if ports is not None:
+        return _start_local_stack(root, ports=ports, **options)
+    for attempt in range(1, PORT_ATTEMPTS + 1):
+        try:
+            return _start_local_stack(
+                root / f"try{attempt}" if attempt > 1 else root, ports=StackPorts.free(), **options
+            )
+        except ProcessStartError as error:
+            if attempt == PORT_ATTEMPTS or not _port_taken(error):
+                raise
+    raise AssertionError("unreachable")
+
+
+PORT_ATTEMPTS = 3
+
+
+def _port_taken(error: ProcessStartError) -> bool:
+    text = str(error).lower()
+    return "address already in use" in text or "eaddrinuse" in text
+
+
+def _start_local_stack(
     root: Path,
     *,
     ports: StackPorts,

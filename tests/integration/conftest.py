@@ -16,7 +16,7 @@ from devtools.services import (
     start_azurite,
     start_msi_emulator,
 )
-from devtools.stack import LocalStack, StackPorts, start_local_stack
+from devtools.stack import LocalStack, start_local_stack
 
 pytestmark = pytest.mark.integration
 
@@ -91,7 +91,7 @@ class StackFactory:
         key: StackOptions = tuple(sorted((k, _freeze(v)) for k, v in options.items()))
         if key not in self._stacks:
             root = self._base / f"stack{len(self._stacks)}"
-            self._stacks[key] = start_local_stack(root, ports=StackPorts.free(), **options)
+            self._stacks[key] = start_local_stack(root, **options)
         return self._stacks[key]
 
     def all(self) -> list[LocalStack]:

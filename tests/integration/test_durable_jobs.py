@@ -22,7 +22,7 @@ from azure.core.exceptions import ResourceExistsError
 from azure.storage.queue import QueueClient, TextBase64DecodePolicy, TextBase64EncodePolicy
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
-from devtools.stack import LocalStack, StackPorts, start_local_stack
+from devtools.stack import LocalStack, start_local_stack
 from tests.integration.conftest import StackFactory
 from tests.integration.test_function_app import Api, _api
 from tests.integration.waiting import wait_until
@@ -328,7 +328,6 @@ def test_ssrf_guard_refuses_callback_targets(stacks: StackFactory, url: str) -> 
 def crash_stack(tmp_path: Path) -> Iterator[LocalStack]:
     stack = start_local_stack(
         tmp_path / "stack",
-        ports=StackPorts.free(),
         setting_overrides=DURABLE_SETTINGS,
         devhost_env=FAST_DEVHOST,
     )
@@ -340,7 +339,6 @@ def crash_stack(tmp_path: Path) -> Iterator[LocalStack]:
 def crash_legacy_stack(tmp_path: Path) -> Iterator[LocalStack]:
     stack = start_local_stack(
         tmp_path / "legacy",
-        ports=StackPorts.free(),
         api_style="legacy",
         model="dall-e-2",
         setting_overrides=DURABLE_SETTINGS,

@@ -18,7 +18,7 @@ import pytest
 import requests
 from openapi_spec_validator import OpenAPIV2SpecValidator, validate
 
-from devtools.stack import LocalStack, StackPorts, start_local_stack
+from devtools.stack import LocalStack, start_local_stack
 from tests.integration.conftest import StackFactory
 from tests.integration.test_durable_jobs import DURABLE_SETTINGS, FAST_DEVHOST, queue, wait_until
 from tests.integration.test_function_app import Api, _api
@@ -61,7 +61,7 @@ class StorageDown:
 
 @pytest.fixture(scope="module")
 def storage_down(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StorageDown]:
-    stack: LocalStack = start_local_stack(tmp_path_factory.mktemp("storage-down"), ports=StackPorts.free())
+    stack: LocalStack = start_local_stack(tmp_path_factory.mktemp("storage-down"))
     try:
         api = Api(stack)
         assert requests.get(f"{api.base}/health", timeout=30).status_code == 200
