@@ -10,7 +10,7 @@ import platform
 import statistics
 import sys
 import tempfile
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
@@ -84,6 +84,18 @@ def running_stack(label: str, **options: Any) -> Iterator[LocalStack]:
         finally:
             progress(f"{label}: stopping the stack")
             stack.stop()
+
+
+def measure_on_stack(
+    label: str, measure: Callable[[StackClient], dict[str, Any]], **options: Any
+) -> dict[str, Any]:
+    """Run one figure's `measure` against a stack of its own (started and stopped here)."""
+    with running_stack(label, **options) as stack:
+        client = StackClient.open(stack)
+        try:
+            return measure(client)
+        finally:
+            client.close()
 
 
 @dataclass

@@ -17,7 +17,7 @@ import requests
 from azure.core.exceptions import ResourceExistsError
 from azure.storage.queue import QueueClient, TextBase64DecodePolicy
 
-from bench.common import IMAGE_BODY, StackClient, progress, rounded, running_stack
+from bench.common import IMAGE_BODY, StackClient, measure_on_stack, progress, rounded
 
 JOBS = 64
 LATENCY_SECONDS = 3.0
@@ -99,9 +99,4 @@ def _measure(client: StackClient) -> dict[str, Any]:
 
 
 def run_concurrency() -> dict[str, Any]:
-    with running_stack("concurrency") as stack:
-        client = StackClient.open(stack)
-        try:
-            return _measure(client)
-        finally:
-            client.close()
+    return measure_on_stack("concurrency", _measure)

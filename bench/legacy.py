@@ -18,7 +18,14 @@ from typing import Any
 
 import requests
 
-from bench.common import StackClient, median, parse_log_time, progress, rounded, running_stack
+from bench.common import (
+    StackClient,
+    measure_on_stack,
+    median,
+    parse_log_time,
+    progress,
+    rounded,
+)
 
 QUEUE_SECONDS = 0.2
 RUNNING_SECONDS = 1.5
@@ -170,9 +177,10 @@ def _measure(client: StackClient, api_key: str) -> dict[str, Any]:
 
 def run_legacy() -> dict[str, Any]:
     api_key = secrets.token_urlsafe(24)  # used by both callers, never printed
-    with running_stack("legacy", api_style="legacy", model="dall-e-2", aoai_api_key=api_key) as stack:
-        client = StackClient.open(stack)
-        try:
-            return _measure(client, api_key)
-        finally:
-            client.close()
+    return measure_on_stack(
+        "legacy",
+        lambda client: _measure(client, api_key),
+        api_style="legacy",
+        model="dall-e-2",
+        aoai_api_key=api_key,
+    )

@@ -16,7 +16,7 @@ from typing import Any
 import psutil
 import requests
 
-from bench.common import StackClient, median, progress, rounded, running_stack
+from bench.common import StackClient, measure_on_stack, median, progress, rounded
 
 LATENCY_SECONDS = 2.0
 CONCURRENT = 16
@@ -99,9 +99,4 @@ def _measure(client: StackClient) -> dict[str, Any]:
 
 
 def run_memory() -> dict[str, Any]:
-    with running_stack("memory", aoai_args=("--image-detail", "noise")) as stack:
-        client = StackClient.open(stack)
-        try:
-            return _measure(client)
-        finally:
-            client.close()
+    return measure_on_stack("memory", _measure, aoai_args=("--image-detail", "noise"))

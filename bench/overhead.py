@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from bench.common import StackClient, progress, rounded, running_stack, summary_ms
+from bench.common import StackClient, measure_on_stack, progress, rounded, summary_ms
 
 LATENCY_SECONDS = 1.0
 WARM_UP = 3
@@ -84,9 +84,4 @@ def _measure(client: StackClient) -> dict[str, Any]:
 
 
 def run_overhead() -> dict[str, Any]:
-    with running_stack("overhead") as stack:
-        client = StackClient.open(stack)
-        try:
-            return _measure(client)
-        finally:
-            client.close()
+    return measure_on_stack("overhead", _measure)

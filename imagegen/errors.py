@@ -107,6 +107,13 @@ class StorageError(ImageGenError):
     http_status = 503
 
 
+class ProcessingFailed(ImageGenError):
+    """The job's queue message failed every try and was poisoned; the job ends with this reason."""
+
+    code = "processing_failed"
+    http_status = 500
+
+
 ERROR_TYPES_BY_CODE: dict[str, type[ImageGenError]] = {
     cls.code: cls
     for cls in (
@@ -120,6 +127,7 @@ ERROR_TYPES_BY_CODE: dict[str, type[ImageGenError]] = {
         UpstreamError,
         UpstreamTimeout,
         StorageError,
+        ProcessingFailed,
         ImageGenError,
     )
 }
@@ -128,13 +136,3 @@ ERROR_TYPES_BY_CODE: dict[str, type[ImageGenError]] = {
 def http_status_for_code(code: str) -> int:
     """The HTTP status of a stored job error (jobs keep the code, not the exception)."""
     return ERROR_TYPES_BY_CODE.get(code, ImageGenError).http_status
-
-
-class ProcessingFailed(ImageGenError):
-    """The job's queue message failed every try and was poisoned; the job ends with this reason."""
-
-    code = "processing_failed"
-    http_status = 500
-
-
-ERROR_TYPES_BY_CODE[ProcessingFailed.code] = ProcessingFailed

@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
-from imagegen.blob_store import BlobChanged, BlobNotFound, BlobStore
+from imagegen.blob_store import BlobChanged, BlobNotFound, BlobStore, SignedLink
 from imagegen.errors import ImageGenError, JobNotFound, StorageError
 from imagegen.models import ImageRequest
 
@@ -206,6 +206,14 @@ def _iso(moment: datetime) -> str:
 
 
 @dataclass(frozen=True)
+class JobView:
+    """A job and a fresh read link per image (links are minted on every read, never stored)."""
+
+    job: Job
+    links: tuple[SignedLink, ...]
+
+
+@dataclass(frozen=True)
 class VersionedJob:
     job: Job
     etag: str
@@ -264,6 +272,12 @@ class JobRepository:
                 continue
             return VersionedJob(changed, etag)
         raise StorageError("a job record kept changing under us; try again")
+
+    async def fail_unless_finished(self, job_id: str, error: ImageGenError) -> Job:
+        """End the job as failed with `error`, unless it has already ended (then it stays as it is)."""
+        return await self.update(
+            job_id, lambda current: None if current.status.terminal else current.failed(error, self._clock())
+        )
 
     async def write_if_unchanged(self, job: Job, *, etag: str) -> str:
         """One conditional write when the caller holds the latest ETag; raises BlobChanged otherwise."""

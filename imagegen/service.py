@@ -32,7 +32,7 @@ from typing import Any, Protocol
 
 from azure.core.credentials_async import AsyncTokenCredential
 
-from imagegen.blob_store import BlobAlreadyExists, BlobChanged, BlobStore, SignedLink
+from imagegen.blob_store import BlobAlreadyExists, BlobChanged, BlobStore
 from imagegen.errors import (
     IdempotencyKeyReused,
     ImageGenError,
@@ -41,7 +41,7 @@ from imagegen.errors import (
     ProcessingFailed,
     StorageError,
 )
-from imagegen.jobs import Job, JobRepository, JobStatus, StoredImage, VersionedJob
+from imagegen.jobs import Job, JobRepository, JobStatus, JobView, StoredImage, VersionedJob
 from imagegen.models import ImageRequest, ModelRules, rules_for_model
 from imagegen.openai_images import AzureOpenAIImages, GeneratedImage, OperationCallback
 from imagegen.queues import QueueStore, SentMessage
@@ -52,6 +52,7 @@ from imagegen.settings import (
     Settings,
     get_settings,
 )
+from imagegen.views import render_job
 from imagegen.webhooks import WebhookSender
 
 log = logging.getLogger(__name__)
@@ -78,14 +79,6 @@ class ImageGenerator(Protocol):
     async def cancel_operation(self, operation_url: str, *, deadline: float) -> None: ...
 
     async def close(self) -> None: ...
-
-
-@dataclass(frozen=True)
-class JobView:
-    """A job and a fresh read link per image (links are minted on every read, never stored)."""
-
-    job: Job
-    links: tuple[SignedLink, ...]
 
 
 @dataclass(frozen=True)
@@ -278,10 +271,7 @@ class ImageService:
             failure = (
                 sent if isinstance(sent, StorageError) else StorageError("the job could not be scheduled")
             )
-            await self.jobs.update(
-                job.id,
-                lambda current: None if current.status.terminal else current.failed(failure, self._clock()),
-            )
+            await self.jobs.fail_unless_finished(job.id, failure)
             raise sent
         etag, message = created, sent
         log.info("job %s running inline (n=%d, size=%s)", job.id, job.request.n, job.request.size)
@@ -504,10 +494,7 @@ class ImageService:
             details={"dequeue_count": dequeue_count} if dequeue_count else None,
         )
         try:
-            job = await self.jobs.update(
-                job_id,
-                lambda current: None if current.status.terminal else current.failed(error, self._clock()),
-            )
+            job = await self.jobs.fail_unless_finished(job_id, error)
         except JobNotFound:
             log.warning("poison message for unknown job %s dropped", job_id[:64])
             return None
@@ -559,8 +546,6 @@ class ImageService:
 
     async def _after_terminal(self, job: Job) -> None:
         """Publish to `image-results` and POST the callback (at least once; ids let receivers dedupe)."""
-        from imagegen.views import render_job
-
         body = render_job(await self.view(job), None)
         await self.queues.send(QUEUE_IMAGE_RESULTS, body)
         if job.callback_url and self._webhooks is not None:

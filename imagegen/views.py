@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from imagegen.service import JobView
+from imagegen.jobs import JobView
 
 
 def job_url(api_base: str, job_id: str) -> str:

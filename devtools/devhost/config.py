@@ -36,14 +36,20 @@ def find_local_settings(script_root: Path, explicit: Path | None) -> Path | None
     return None
 
 
-def load_local_settings(path: Path) -> dict[str, str]:
-    """The `Values` of a local.settings.json file, as strings (numbers and booleans are converted)."""
+def read_json_object(path: Path) -> dict[str, Any]:
+    """A JSON object from a file (BOM allowed, as the Functions tools write them), or a clear error."""
     try:
         document = json.loads(path.read_text(encoding="utf-8-sig"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
         raise DevhostConfigError(f"{path}: not readable JSON ({error})") from error
     if not isinstance(document, dict):
         raise DevhostConfigError(f"{path}: expected a JSON object")
+    return document
+
+
+def load_local_settings(path: Path) -> dict[str, str]:
+    """The `Values` of a local.settings.json file, as strings (numbers and booleans are converted)."""
+    document = read_json_object(path)
     if document.get("IsEncrypted") is True:
         raise DevhostConfigError(f"{path}: IsEncrypted is true; the dev host reads plain values only")
     values = document.get("Values", {})
@@ -181,10 +187,5 @@ def load_host_json(script_root: Path) -> HostConfig:
     path = script_root / HOST_JSON_FILE
     if not path.is_file():
         return HostConfig()
-    try:
-        document = json.loads(path.read_text(encoding="utf-8-sig"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise DevhostConfigError(f"{path}: not readable JSON ({error})") from error
-    if not isinstance(document, dict):
-        raise DevhostConfigError(f"{path}: expected a JSON object")
+    document = read_json_object(path)
     return parse_host_json(document)
