@@ -22,7 +22,7 @@ help:
 	@echo "make test    lint, type-check and run the whole test suite on its own stack"
 	@echo "make up      start the local stack in the background (.local/stack.json)"
 	@echo "make down    stop what make up started"
-	@echo "make bench   print benchmark figures as JSON"
+	@echo "make bench   print benchmark figures as JSON (FIGURES=\"overhead storage_ops\" for some)"
 	@echo "make fuzz    schemathesis against the dev host for FUZZ_SECONDS (default 300)"
 	@echo "make clean   remove the venv, node_modules and local state"
 
@@ -78,7 +78,7 @@ demo: $(VENV_STAMP) $(NODE_STAMP)
 	$(PY) -m imagegen "$(PROMPT)" -o images/generated_image.png
 
 bench: setup
-	@$(PY) -m bench
+	@$(PY) -m bench $(FIGURES)
 
 # The bounded run of the same test is part of make test (30 s); this one fuzzes longer.
 FUZZ_SECONDS ?= 300

@@ -54,11 +54,18 @@ def _targets(figures: dict[str, dict[str, Any]]) -> dict[str, bool | None]:
     }
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
+    """`python -m bench [figure ...]`: every figure, or only the ones named."""
+    names = sys.argv[1:] if argv is None else argv
+    unknown = sorted(set(names) - set(FIGURES))
+    if unknown:
+        print(f"unknown figure(s): {', '.join(unknown)}; figures: {', '.join(FIGURES)}", file=sys.stderr)
+        return 2
+    chosen = {name: figure for name, figure in FIGURES.items() if not names or name in names}
     started = time.monotonic()
     stamp = datetime.now(UTC)
     document: dict[str, Any] = {"started_at": stamp.isoformat(timespec="seconds"), "machine": machine_info()}
-    figures = {name: _run_figure(name, figure) for name, figure in FIGURES.items()}
+    figures = {name: _run_figure(name, figure) for name, figure in chosen.items()}
     document["figures"] = figures
     document["targets_met"] = _targets(figures)
     document["total_seconds"] = round(time.monotonic() - started, 1)

@@ -15,11 +15,14 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import requests
 
 from devtools.stack import LocalStack, start_local_stack
+
+if TYPE_CHECKING:
+    from azure.identity.aio import ManagedIdentityCredential
 
 IMAGE_BODY: dict[str, Any] = {"n": 1, "size": "1024x1024"}
 HTTP_TIMEOUT_SECONDS = 120.0
@@ -71,6 +74,15 @@ def machine_info() -> dict[str, Any]:
 def parse_log_time(text: str) -> float:
     """The emulator's request-log `time` (ISO 8601, UTC, milliseconds) as epoch seconds."""
     return datetime.fromisoformat(text).timestamp()
+
+
+def stack_identity(stack: LocalStack) -> ManagedIdentityCredential:
+    """The managed identity the stack's function app has (the MSI emulator), for the bench process."""
+    from azure.identity.aio import ManagedIdentityCredential
+
+    os.environ["IDENTITY_ENDPOINT"] = stack.msi.identity_endpoint
+    os.environ["IDENTITY_HEADER"] = stack.msi.identity_header
+    return ManagedIdentityCredential()
 
 
 @contextmanager

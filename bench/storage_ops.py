@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import ssl
 from typing import Any
 
@@ -19,7 +18,7 @@ import aiohttp
 from azure.storage.queue import TextBase64DecodePolicy
 from azure.storage.queue.aio import QueueClient
 
-from bench.common import progress, running_stack
+from bench.common import progress, running_stack, stack_identity
 from devtools.stack import LocalStack
 from imagegen.blob_store import BlobStore
 from imagegen.jobs import Job, VersionedJob
@@ -36,12 +35,8 @@ IMAGES_PER_JOB = (1, 4)
 
 
 def _service(stack: LocalStack) -> ImageService:
-    from azure.identity.aio import ManagedIdentityCredential
-
-    os.environ["IDENTITY_ENDPOINT"] = stack.msi.identity_endpoint
-    os.environ["IDENTITY_HEADER"] = stack.msi.identity_header
     settings = Settings.from_env(stack.settings)
-    credential = ManagedIdentityCredential()
+    credential = stack_identity(stack)
     ca = str(stack.tls.ca_cert)
     context = ssl.create_default_context(cafile=ca)
 
@@ -98,13 +93,11 @@ async def _drain(jobs_queue: QueueClient) -> None:
 
 
 async def _measure(stack: LocalStack) -> dict[str, Any]:
-    from azure.identity.aio import ManagedIdentityCredential
-
     service = _service(stack)
     jobs_queue = QueueClient(
         stack.azurite.queue_url,
         "image-jobs",
-        credential=ManagedIdentityCredential(),
+        credential=stack_identity(stack),
         message_decode_policy=TextBase64DecodePolicy(),
         transport=aiohttp_transport(str(stack.tls.ca_cert), connection_timeout=10, read_timeout=30),
     )

@@ -45,7 +45,6 @@ def start_azurite(
     tls: TlsFiles | None,
     oauth: bool,
     ports: tuple[int, int, int] | None = None,
-    in_memory: bool = False,
 ) -> tuple[ManagedProcess, AzuriteEndpoints]:
     """Azurite blob/queue/table. `oauth=True` needs `tls` (Azurite only accepts bearer tokens over HTTPS)."""
     if oauth and tls is None:
@@ -74,8 +73,6 @@ def start_azurite(
         "--tablePort",
         str(table_port),
     ]
-    if in_memory:
-        argv.append("--inMemoryPersistence")
     if tls is not None:
         argv += ["--cert", str(tls.server_cert), "--key", str(tls.server_key)]
     if oauth:
