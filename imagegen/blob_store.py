@@ -33,6 +33,7 @@ from azure.storage.blob import (
 from azure.storage.blob.aio import BlobServiceClient, ExponentialRetry
 
 from imagegen.errors import StorageError
+from imagegen.jsontext import NotJson, parse_json
 from imagegen.settings import StorageSettings, parse_connection_string
 from imagegen.transport import aiohttp_transport
 
@@ -203,7 +204,10 @@ class BlobStore:
             raise BlobNotFound(name) from None
         except AzureError as error:
             raise _storage_error("read a job record", error) from None
-        document = json.loads(body)
+        try:
+            document = parse_json(body)
+        except NotJson as error:
+            raise StorageError(f"a job record is not readable ({error.reason})") from None
         if not isinstance(document, dict):
             raise StorageError("a job record is not a JSON object")
         return JsonBlob(document, str(downloader.properties.etag))

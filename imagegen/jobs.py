@@ -245,7 +245,7 @@ class JobRepository:
             stored = await self._store.read_json(self._container, self._name(job_id))
         except BlobNotFound:
             raise JobNotFound(f"no job with id '{job_id}'") from None
-        return VersionedJob(Job.from_record(stored.document), stored.etag)
+        return VersionedJob(_job_from(stored.document), stored.etag)
 
     async def update(self, job_id: str, change: Callable[[Job], Job | None]) -> Job:
         return (await self.update_versioned(job_id, change)).job
@@ -260,7 +260,7 @@ class JobRepository:
                 stored = await self._store.read_json(self._container, self._name(job_id))
             except BlobNotFound:
                 raise JobNotFound(f"no job with id '{job_id}'") from None
-            current = Job.from_record(stored.document)
+            current = _job_from(stored.document)
             changed = change(current)
             if changed is None:
                 return VersionedJob(current, stored.etag)
@@ -282,3 +282,11 @@ class JobRepository:
     async def write_if_unchanged(self, job: Job, *, etag: str) -> str:
         """One conditional write when the caller holds the latest ETag; raises BlobChanged otherwise."""
         return await self._store.replace_json(self._container, self._name(job.id), job.to_record(), etag=etag)
+
+
+def _job_from(record: dict[str, Any]) -> Job:
+    """A stored record as a Job; one that does not read (written by something else) is a storage fault."""
+    try:
+        return Job.from_record(record)
+    except (KeyError, TypeError, ValueError, AttributeError):
+        raise StorageError("a job record is not readable") from None

@@ -6,12 +6,12 @@ range for the configured model are the caller's error (400), not Azure's.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from imagegen.errors import InvalidRequest
+from imagegen.jsontext import NotJson, parse_json
 
 
 @dataclass(frozen=True)
@@ -140,11 +140,9 @@ def parse_json_object(body: bytes, content_type: str | None) -> dict[str, Any]:
     if len(body) > MAX_BODY_BYTES:
         raise InvalidRequest(f"the body is larger than {MAX_BODY_BYTES} bytes", field="body")
     try:
-        document = json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise InvalidRequest(
-            f"the body is not valid JSON ({error.__class__.__name__})", field="body"
-        ) from None
+        document = parse_json(body)
+    except NotJson as error:
+        raise InvalidRequest(f"the body is not valid JSON ({error.reason})", field="body") from None
     if not isinstance(document, dict):
         raise InvalidRequest("the body must be a JSON object", field="body")
     return document

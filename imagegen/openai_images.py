@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import binascii
-import json
 import logging
 import random
 import statistics
@@ -31,6 +30,7 @@ from imagegen.errors import (
     UpstreamTimeout,
 )
 from imagegen.images import BrokenImage, ImageInfo, inspect_image
+from imagegen.jsontext import NotJson, parse_json
 from imagegen.models import ImageRequest, ModelRules
 from imagegen.settings import ApiStyle, Settings
 
@@ -69,8 +69,8 @@ class UpstreamAnswer:
 
     def json(self) -> dict[str, Any]:
         try:
-            document = json.loads(self.body)
-        except (UnicodeDecodeError, json.JSONDecodeError):
+            document = parse_json(self.body)
+        except NotJson:
             raise UpstreamError(f"Azure OpenAI answered {self.status} with a body that is not JSON") from None
         if not isinstance(document, dict):
             raise UpstreamError(f"Azure OpenAI answered {self.status} with unexpected JSON")

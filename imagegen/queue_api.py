@@ -6,7 +6,6 @@ host retry it, and after maxDequeueCount tries move it to `<queue>-poison`.
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Callable
 from typing import Any
@@ -16,6 +15,7 @@ import azure.functions as func
 from imagegen.errors import InvalidRequest
 from imagegen.intake import build_submission, check_idempotency_key
 from imagegen.jobs import Job, VersionedJob
+from imagegen.jsontext import NotJson, parse_json
 from imagegen.service import ImageService
 
 log = logging.getLogger(__name__)
@@ -25,8 +25,8 @@ ServiceFactory = Callable[[], ImageService]
 
 def _job_message(msg: func.QueueMessage) -> dict[str, Any] | None:
     try:
-        document = json.loads(msg.get_body())
-    except (UnicodeDecodeError, json.JSONDecodeError):
+        document = parse_json(msg.get_body())
+    except NotJson:
         return None
     if not isinstance(document, dict) or not isinstance(document.get("job_id"), str):
         return None
@@ -74,7 +74,7 @@ async def accept_image_request(msg: func.QueueMessage, service_factory: ServiceF
     service = service_factory()
     text = msg.get_body().decode("utf-8", errors="replace")
     try:
-        document: Any = json.loads(text)
+        document: Any = parse_json(text)
         if not isinstance(document, dict):
             raise InvalidRequest("the message must be a JSON object", field="body")
         fields = dict(document)
@@ -85,9 +85,9 @@ async def accept_image_request(msg: func.QueueMessage, service_factory: ServiceF
         submission = await build_submission(
             fields, rules=service.rules, settings=service.settings, idempotency_key=key, api_base=None
         )
-    except json.JSONDecodeError:
+    except NotJson as error:
         await service.reject_request_message(
-            text, InvalidRequest("the message is not valid JSON", field="body")
+            text, InvalidRequest(f"the message is not valid JSON ({error.reason})", field="body")
         )
         log.warning("image-requests message %s is not JSON: moved to poison", msg.id)
         return

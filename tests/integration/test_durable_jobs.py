@@ -204,6 +204,8 @@ def test_image_requests_queue_makes_jobs_and_results_are_published(api: Api) -> 
     key = f"pipeline-{uuid.uuid4()}"
     requests_queue.send_message(json.dumps({"prompt": "from a queue", "n": 2, "idempotency_key": key}))
     requests_queue.send_message("{not json")
+    nested_too_deeply = "[" * 5000 + "]" * 5000
+    requests_queue.send_message(nested_too_deeply)
     requests_queue.send_message(json.dumps({"prompt": "x", "n": 99}))
     published: list[dict[str, Any]] = []
     wait_until(lambda: published.extend(drain(results)) or any(p["status"] == "succeeded" for p in published))
@@ -213,10 +215,14 @@ def test_image_requests_queue_makes_jobs_and_results_are_published(api: Api) -> 
     assert api.get(done["id"]).json()["request"]["prompt"] == "from a queue"
     poison = queue(stack, "image-requests-poison")
     notes: list[dict[str, Any]] = []
-    wait_until(lambda: notes.extend(drain(poison)) or len(notes) >= 2)
+    wait_until(lambda: notes.extend(drain(poison)) or len(notes) >= 3)
     reasons = sorted(note["error"]["details"]["field"] for note in notes)
-    assert reasons == ["body", "n"]
-    assert {note["message"] for note in notes} == {"{not json", json.dumps({"prompt": "x", "n": 99})}
+    assert reasons == ["body", "body", "n"]
+    assert {note["message"] for note in notes} == {
+        "{not json",
+        nested_too_deeply,
+        json.dumps({"prompt": "x", "n": 99}),
+    }
 
 
 def test_every_terminal_job_is_published(api: Api) -> None:

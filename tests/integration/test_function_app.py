@@ -151,6 +151,20 @@ def test_unknown_job_is_404(identity_api: Api) -> None:
         assert response.json()["error"]["code"] == "not_found"
 
 
+@pytest.mark.parametrize("stored", [b"{not json", b"[" * 5000 + b"]" * 5000, b'{"id": "x"}', b'{"a": 1}'])
+def test_a_job_record_that_does_not_read_is_503_storage_error(identity_api: Api, stored: bytes) -> None:
+    """Something other than the app wrote jobs/{id}.json: GET and DELETE answer with a code, not a 500."""
+    job_id = str(uuid.uuid4())
+    identity_api.post({"prompt": "makes sure the jobs container exists"})
+    identity_api.admin_blobs().get_blob_client("jobs", f"{job_id}.json").upload_blob(stored)
+    for response in (
+        identity_api.get(job_id),
+        requests.delete(f"{identity_api.base}/images/{job_id}", headers=identity_api.key_headers, timeout=10),
+    ):
+        assert response.status_code == 503
+        assert response.json()["error"]["code"] == "storage_error"
+
+
 def test_v1_dialect(stacks: StackFactory) -> None:
     api = _api(stacks(api_style="v1"))
     _assert_good_job(api, api.post({"prompt": "a boat", "n": 2}), 2, (1024, 1024))
@@ -229,6 +243,13 @@ def test_bad_input_is_400_naming_the_field(identity_api: Api, case: str, body: A
     ("case", "raw", "content_type", "field"),
     [
         ("bad JSON", b'{"prompt": "a",', "application/json", "body"),
+        (
+            "JSON nested too deeply",
+            b'{"prompt": ' + b"[" * 5000 + b"]" * 5000 + b"}",
+            "application/json",
+            "body",
+        ),
+        ("a number too long", b'{"prompt": "a", "n": ' + b"1" * 5000 + b"}", "application/json", "body"),
         ("wrong content type", b'{"prompt": "a"}', "text/plain", "Content-Type"),
         ("huge body", b'{"prompt": "' + b"a" * 400_000 + b'"}', "application/json", "body"),
     ],

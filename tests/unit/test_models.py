@@ -68,6 +68,8 @@ def test_dall_e_asks_for_base64() -> None:
         ([1, 2], "body", GPT_IMAGE),
         (b"{not json", "body", GPT_IMAGE),
         (b"\xff\xfe", "body", GPT_IMAGE),
+        (b"[" * 5000 + b"]" * 5000, "body", GPT_IMAGE),  # deeper than the parser's recursion limit
+        (b'{"prompt": "a", "n": ' + b"1" * 5000 + b"}", "body", GPT_IMAGE),  # over Python's int digits
         (b"{" + b" " * 300_000 + b"}", "body", GPT_IMAGE),
     ],
 )

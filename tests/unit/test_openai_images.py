@@ -181,6 +181,22 @@ async def test_5xx_backs_off_and_then_reports_upstream_error(server: tuple[TestS
     assert sleeps.calls == sorted(sleeps.calls) or max(sleeps.calls) <= 8
 
 
+@pytest.mark.parametrize(
+    "body",
+    [b"[" * 5000 + b"]" * 5000, b'{"data": [], "created": ' + b"9" * 5000 + b"}", b"\xff{"],
+    ids=["nested too deeply", "number too long", "not UTF-8"],
+)
+async def test_an_answer_python_cannot_parse_is_an_upstream_error(
+    server: tuple[TestServer, Script], body: bytes
+) -> None:
+    test_server, script = server
+    client, _ = _client(test_server)
+    script.answers = [lambda _: web.Response(body=body, content_type="application/json")]
+    with pytest.raises(UpstreamError, match="not JSON"):
+        await client.generate(REQUEST, operation_id="op", deadline=_deadline())
+    await client.close()
+
+
 async def test_content_policy_violation_carries_the_categories(server: tuple[TestServer, Script]) -> None:
     test_server, script = server
     client, _ = _client(test_server)

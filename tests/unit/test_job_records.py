@@ -1,0 +1,63 @@
+"""A stored job record that does not read (written by something else) is a storage fault with a code,
+never an exception the host turns into a bare 500."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import Any, cast
+
+import pytest
+
+from imagegen.blob_store import BlobStore, JsonBlob
+from imagegen.errors import StorageError
+from imagegen.jobs import Job, JobRepository, JobStatus
+from imagegen.models import ImageRequest
+
+GOOD = Job.new(ImageRequest(prompt="a"), now=datetime.now(UTC), status=JobStatus.QUEUED).to_record()
+
+
+class OneRecordStore:
+    """The BlobStore port, holding one JSON document."""
+
+    def __init__(self, document: dict[str, Any]) -> None:
+        self.document = document
+        self.writes = 0
+
+    async def read_json(self, container: str, name: str) -> JsonBlob:
+        return JsonBlob(self.document, '"etag-1"')
+
+    async def replace_json(self, container: str, name: str, document: Any, *, etag: str) -> str:
+        self.writes += 1
+        return '"etag-2"'
+
+
+BROKEN_RECORDS = [
+    {},
+    {"id": 1},
+    {**GOOD, "request": "a cat"},
+    {**GOOD, "request": {}},
+    {**GOOD, "images": "x"},
+    {**GOOD, "images": [1]},
+    {**GOOD, "status": "bogus"},
+    {**GOOD, "created_at": "yesterday"},
+    {**GOOD, "attempts": "x"},
+]
+
+
+@pytest.mark.parametrize("record", BROKEN_RECORDS)
+async def test_a_record_that_does_not_read_is_a_storage_error(record: dict[str, Any]) -> None:
+    store = OneRecordStore(record)
+    jobs = JobRepository(cast(BlobStore, store), "jobs", clock=lambda: datetime.now(UTC))
+    job_id = str(uuid.uuid4())
+    with pytest.raises(StorageError) as caught:
+        await jobs.get(job_id)
+    assert caught.value.code == "storage_error"
+    with pytest.raises(StorageError):
+        await jobs.update(job_id, lambda current: current)
+    assert store.writes == 0
+
+
+async def test_a_good_record_reads() -> None:
+    jobs = JobRepository(cast(BlobStore, OneRecordStore(GOOD)), "jobs", clock=lambda: datetime.now(UTC))
+    assert (await jobs.get(GOOD["id"])).to_record() == GOOD
