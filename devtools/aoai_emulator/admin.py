@@ -32,7 +32,7 @@ async def _body(request: web.Request) -> object:
         return {}
     try:
         return json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+    except (ValueError, RecursionError) as error:
         raise web.HTTPBadRequest(text=f"invalid JSON: {error}") from None
 
 

@@ -98,7 +98,7 @@ class Handlers:
         raw = await request.read()
         try:
             return json.loads(raw) if raw else {}
-        except (UnicodeDecodeError, json.JSONDecodeError):
+        except (ValueError, RecursionError):  # syntax, encoding, digits, depth: Azure answers 400
             raise ApiError(
                 400,
                 "invalid_json",

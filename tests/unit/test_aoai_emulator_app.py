@@ -327,7 +327,12 @@ async def test_image_detail_noise_makes_full_size_images(client: TestClient[Any,
     assert (await _json(await client.get("/_emulator/config")))["image_detail"] == "noise"
 
 
-async def test_invalid_json_body(client: TestClient[Any, Any]) -> None:
-    response = await client.post(DEPLOY.format("dall-e-3"), data=b"{not json", headers=AUTH)
+@pytest.mark.parametrize(
+    "body",
+    [b"{not json", b"[" * 5000 + b"]" * 5000, b'{"prompt": "a", "n": ' + b"1" * 5000 + b"}"],
+    ids=["syntax", "nested too deeply", "number too long"],
+)
+async def test_invalid_json_body(client: TestClient[Any, Any], body: bytes) -> None:
+    response = await client.post(DEPLOY.format("dall-e-3"), data=body, headers=AUTH)
     assert response.status == 400
     assert (await _json(response))["error"]["code"] == "invalid_json"
