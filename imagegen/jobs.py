@@ -227,7 +227,12 @@ class JobRepository:
 
     @staticmethod
     def _name(job_id: str) -> str:
-        return f"{job_id}.json"
+        """The record's blob name; ids are UUIDs, read in any form uuid accepts (upper case too)."""
+        try:
+            canonical = uuid.UUID(job_id)
+        except ValueError:
+            raise JobNotFound(f"no job with id '{job_id[:64]}'") from None
+        return f"{canonical}.json"
 
     async def create(self, job: Job) -> str:
         """Write a new record; returns its ETag."""
@@ -237,12 +242,9 @@ class JobRepository:
         return (await self.read(job_id)).job
 
     async def read(self, job_id: str) -> VersionedJob:
+        name = self._name(job_id)
         try:
-            uuid.UUID(job_id)
-        except ValueError:
-            raise JobNotFound(f"no job with id '{job_id[:64]}'") from None
-        try:
-            stored = await self._store.read_json(self._container, self._name(job_id))
+            stored = await self._store.read_json(self._container, name)
         except BlobNotFound:
             raise JobNotFound(f"no job with id '{job_id}'") from None
         return VersionedJob(_job_from(stored.document), stored.etag)
@@ -255,9 +257,10 @@ class JobRepository:
 
         `change` returns None to leave the record alone (e.g. it is already terminal).
         """
+        name = self._name(job_id)
         for _ in range(MAX_UPDATE_ATTEMPTS):
             try:
-                stored = await self._store.read_json(self._container, self._name(job_id))
+                stored = await self._store.read_json(self._container, name)
             except BlobNotFound:
                 raise JobNotFound(f"no job with id '{job_id}'") from None
             current = _job_from(stored.document)
@@ -266,7 +269,7 @@ class JobRepository:
                 return VersionedJob(current, stored.etag)
             try:
                 etag = await self._store.replace_json(
-                    self._container, self._name(job_id), changed.to_record(), etag=stored.etag
+                    self._container, name, changed.to_record(), etag=stored.etag
                 )
             except BlobChanged:
                 continue

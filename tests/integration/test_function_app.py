@@ -142,6 +142,7 @@ def test_get_returns_the_job_with_fresh_links(identity_api: Api) -> None:
     assert body["images"][0]["blob"] == job["images"][0]["blob"]
     assert body["images"][0]["url"] != job["images"][0]["url"]
     assert identity_api.download(body["images"][0]["url"]).status_code == 200
+    assert identity_api.get(job["id"].upper()).json()["id"] == job["id"]  # a UUID in capitals is the same id
 
 
 def test_unknown_job_is_404(identity_api: Api) -> None:

@@ -10,7 +10,7 @@ from typing import Any, cast
 import pytest
 
 from imagegen.blob_store import BlobStore, JsonBlob
-from imagegen.errors import StorageError
+from imagegen.errors import JobNotFound, StorageError
 from imagegen.jobs import Job, JobRepository, JobStatus
 from imagegen.models import ImageRequest
 
@@ -23,8 +23,10 @@ class OneRecordStore:
     def __init__(self, document: dict[str, Any]) -> None:
         self.document = document
         self.writes = 0
+        self.names_read: list[str] = []
 
     async def read_json(self, container: str, name: str) -> JsonBlob:
+        self.names_read.append(name)
         return JsonBlob(self.document, '"etag-1"')
 
     async def replace_json(self, container: str, name: str, document: Any, *, etag: str) -> str:
@@ -61,3 +63,22 @@ async def test_a_record_that_does_not_read_is_a_storage_error(record: dict[str, 
 async def test_a_good_record_reads() -> None:
     jobs = JobRepository(cast(BlobStore, OneRecordStore(GOOD)), "jobs", clock=lambda: datetime.now(UTC))
     assert (await jobs.get(GOOD["id"])).to_record() == GOOD
+
+
+async def test_an_id_in_another_uuid_form_reads_the_same_record() -> None:
+    store = OneRecordStore(GOOD)
+    jobs = JobRepository(cast(BlobStore, store), "jobs", clock=lambda: datetime.now(UTC))
+    for form in (GOOD["id"].upper(), "{" + GOOD["id"] + "}", GOOD["id"].replace("-", "")):
+        assert (await jobs.get(form)).id == GOOD["id"]
+    assert store.names_read == [f"{GOOD['id']}.json"] * 3
+
+
+@pytest.mark.parametrize("job_id", ["not-a-job", "", "../x", GOOD["id"] + "0"])
+async def test_an_id_that_is_not_a_uuid_is_not_found_without_a_storage_call(job_id: str) -> None:
+    store = OneRecordStore(GOOD)
+    jobs = JobRepository(cast(BlobStore, store), "jobs", clock=lambda: datetime.now(UTC))
+    with pytest.raises(JobNotFound):
+        await jobs.get(job_id)
+    with pytest.raises(JobNotFound):
+        await jobs.update(job_id, lambda current: current)
+    assert store.names_read == []
