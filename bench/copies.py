@@ -1,7 +1,8 @@
 """Where one image's copies are: the decoding steps of imagegen/openai_images.py under tracemalloc.
 
 In-process, no network: an emulator-shaped answer (`{"data": [{"b64_json": …}]}` of a noise PNG) goes
-through what `_generate_sync` does while the raw answer is still referenced: `json.loads(body)`, then
+through what `_generate_sync` does while the raw answer is still referenced: `parse_json(body)` (UTF-8
+decoding, then `json.loads`), then
 `base64.b64decode(value, validate=True)`, then `inspect_image`. Each step's peak is reported as a
 multiple of the image's size, with the alternative that avoids the str → bytes copy of b64decode.
 """
@@ -16,6 +17,7 @@ from collections.abc import Callable
 from typing import Any
 
 from devtools.aoai_emulator.images import render_image
+from imagegen.jsontext import parse_json
 
 
 def _peak_ratio(step: Callable[[], object], image_bytes: int) -> tuple[float, object]:
@@ -33,7 +35,7 @@ def run_copies() -> dict[str, Any]:
     body = json.dumps({"created": 0, "data": [{"b64_json": base64.b64encode(image).decode()}]}).encode()
     tracemalloc.start()
     try:
-        parse_ratio, document = _peak_ratio(lambda: json.loads(body), size)
+        parse_ratio, document = _peak_ratio(lambda: parse_json(body), size)
         assert isinstance(document, dict)
         value: str = document["data"][0]["b64_json"]
         decode_ratio, _ = _peak_ratio(lambda: base64.b64decode(value, validate=True), size)
@@ -44,7 +46,7 @@ def run_copies() -> dict[str, Any]:
     return {
         "image_bytes": size,
         "answer_body_over_image": round(live_body, 2),
-        "json_loads_peak_over_image": parse_ratio,
+        "parse_json_peak_over_image": parse_ratio,
         "b64decode_peak_over_image": decode_ratio,
         "a2b_base64_peak_over_image": direct_ratio,
         "held_at_decode_over_image": round(live_body + len(value) / size + decode_ratio, 2),

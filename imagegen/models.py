@@ -230,11 +230,11 @@ def _metadata(value: Any) -> dict[str, str]:
     if len(value) > MAX_METADATA_KEYS:
         raise InvalidRequest(f"'metadata' has more than {MAX_METADATA_KEYS} keys", field="metadata")
     for key, item in value.items():
-        if (
-            not isinstance(item, str)
-            or len(item) > MAX_METADATA_VALUE_CHARS
-            or not 0 < len(key) <= MAX_METADATA_KEY_CHARS
-        ):
+        if not 0 < len(key) <= MAX_METADATA_KEY_CHARS:
+            raise InvalidRequest(
+                f"'metadata' keys must be 1 to {MAX_METADATA_KEY_CHARS} characters", field="metadata"
+            )
+        if not isinstance(item, str) or len(item) > MAX_METADATA_VALUE_CHARS:
             raise InvalidRequest(
                 f"'metadata' values must be strings of at most {MAX_METADATA_VALUE_CHARS} characters",
                 field=f"metadata.{key}",

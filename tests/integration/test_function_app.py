@@ -250,6 +250,7 @@ def test_bad_input_is_400_naming_the_field(identity_api: Api, case: str, body: A
             "application/json",
             "body",
         ),
+        ("a lone surrogate", b'{"prompt": "a \\ud800 b"}', "application/json", "body"),
         ("a number too long", b'{"prompt": "a", "n": ' + b"1" * 5000 + b"}", "application/json", "body"),
         ("wrong content type", b'{"prompt": "a"}', "text/plain", "Content-Type"),
         ("huge body", b'{"prompt": "' + b"a" * 400_000 + b'"}', "application/json", "body"),

@@ -15,10 +15,13 @@ from imagegen.jsontext import NotJson, parse_json
             "Expecting property name enclosed in double quotes at position 29",
         ),
         (b'{"a": "\xff"}', "not UTF-8 text"),
+        ('{"prompt": "a"}'.encode("utf-16"), "not UTF-8 text"),
         ("[" * 5000 + "]" * 5000, "nested too deeply"),
+        (b'{"a": ["x", {"\\ud800": 1}]}', "a \\u escape is half of a surrogate pair, not a character"),
+        ('"\\udc00 alone"', "a \\u escape is half of a surrogate pair, not a character"),
         (b'{"n": ' + b"7" * 5000 + b"}", "a number has too many digits"),
     ],
-    ids=["syntax", "encoding", "depth", "digits"],
+    ids=["syntax", "encoding", "UTF-16", "depth", "lone surrogate key", "lone surrogate value", "digits"],
 )
 def test_each_failure_has_its_reason(data: bytes | str, reason: str) -> None:
     with pytest.raises(NotJson) as caught:
@@ -32,3 +35,7 @@ def test_json_within_the_limits_parses() -> None:
         "a": [parse_json("[" * 500 + "]" * 500)],
         "n": int("9" * 4000),
     }
+
+
+def test_a_utf8_byte_order_mark_is_allowed() -> None:
+    assert parse_json(b'\xef\xbb\xbf{"prompt": "a"}') == {"prompt": "a"}

@@ -64,11 +64,20 @@ def test_dall_e_asks_for_base64() -> None:
         ({"prompt": "a", "metadata": "x"}, "metadata", GPT_IMAGE),
         ({"prompt": "a", "metadata": {"k": 1}}, "metadata.k", GPT_IMAGE),
         ({"prompt": "a", "metadata": {f"k{i}": "v" for i in range(11)}}, "metadata", GPT_IMAGE),
+        ({"prompt": "a", "metadata": {"k" * 65: "v"}}, "metadata", GPT_IMAGE),
+        ({"prompt": "a", "metadata": {"": "v"}}, "metadata", GPT_IMAGE),
+        ({"prompt": "a", "metadata": {"k": "v" * 257}}, "metadata.k", GPT_IMAGE),
         ({"prompt": "a", "colour": "red"}, "colour", GPT_IMAGE),
         ([1, 2], "body", GPT_IMAGE),
         (b"{not json", "body", GPT_IMAGE),
         (b"\xff\xfe", "body", GPT_IMAGE),
-        (b"[" * 5000 + b"]" * 5000, "body", GPT_IMAGE),  # deeper than the parser's recursion limit
+        (b"[" * 5000 + b"]" * 5000, "body", GPT_IMAGE),
+        (b'{"prompt": "a \\ud800 b"}', "body", GPT_IMAGE),  # a lone surrogate is not a character
+        (
+            b'{"prompt": "a", "metadata": {"\\udfff": "v"}}',
+            "body",
+            GPT_IMAGE,
+        ),  # deeper than the parser's recursion limit
         (b'{"prompt": "a", "n": ' + b"1" * 5000 + b"}", "body", GPT_IMAGE),  # over Python's int digits
         (b"{" + b" " * 300_000 + b"}", "body", GPT_IMAGE),
     ],
@@ -89,3 +98,17 @@ def test_wrong_content_type(content_type: str | None) -> None:
 
 def test_json_with_charset_is_accepted() -> None:
     assert parse_image_request(b'{"prompt":"a"}', "application/json; charset=utf-8", GPT_IMAGE).prompt == "a"
+
+
+def test_a_key_problem_is_named_without_echoing_a_long_key() -> None:
+    with pytest.raises(InvalidRequest) as caught:
+        _parse({"prompt": "a", "metadata": {"k" * 1000: "v"}}, GPT_IMAGE)
+    assert caught.value.message == "'metadata' keys must be 1 to 64 characters"
+    assert "k" * 65 not in str(caught.value.to_json())
+
+
+def test_escaped_surrogate_pairs_are_characters() -> None:
+    body = b'{"prompt": "a \\ud83d\\ude00 b", "metadata": {"k": "\\u00e9"}}'
+    request = parse_image_request(body, "application/json", GPT_IMAGE)
+    assert request.prompt == "a \U0001f600 b"
+    assert request.metadata == {"k": "\u00e9"}
