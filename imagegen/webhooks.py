@@ -18,6 +18,7 @@ import hashlib
 import hmac
 import ipaddress
 import logging
+import re
 import socket
 import time
 from collections.abc import Awaitable, Callable
@@ -59,6 +60,19 @@ def _is_forbidden(address: str, allow_loopback: bool) -> bool:
     )
 
 
+_HOST_LABEL = re.compile(r"(?!-)[a-z0-9_-]{1,63}(?<!-)")
+
+
+def _is_host_name(host: str) -> bool:
+    """A DNS name (international names in their IDNA form): labels of 1-63 letters, digits, hyphens."""
+    try:
+        ascii_host = host.encode("idna").decode("ascii")
+    except UnicodeError:
+        return False
+    labels = ascii_host.lower().removesuffix(".").split(".")
+    return len(ascii_host) <= 253 and all(_HOST_LABEL.fullmatch(label) for label in labels)
+
+
 async def check_callback_url(url: object, *, allow_local: bool, resolver: Resolver = resolve_host) -> str:
     """Refuse a callback target we must never call; InvalidRequest names `callback_url`."""
     field = "callback_url"
@@ -66,19 +80,29 @@ async def check_callback_url(url: object, *, allow_local: bool, resolver: Resolv
         raise InvalidRequest(
             f"'callback_url' must be an absolute https URL of at most {MAX_URL_CHARS} characters", field=field
         )
-    parts = urlsplit(url)
-    host = parts.hostname
-    if parts.scheme not in ("https", "http") or not host:
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname
+    except ValueError:  # e.g. an unclosed [IPv6 literal
+        host = None
+    # urlsplit quietly drops tabs and newlines; the URL we would call must not hold them either.
+    unprintable = any(not character.isprintable() or character.isspace() for character in url)
+    if host is None or unprintable or parts.scheme not in ("https", "http"):
         raise InvalidRequest("'callback_url' must be an absolute https URL", field=field)
     if parts.username or parts.password:
         raise InvalidRequest("'callback_url' must not carry credentials", field=field)
     try:
-        port = parts.port or (443 if parts.scheme == "https" else 80)
+        explicit_port = parts.port
     except ValueError:
-        raise InvalidRequest("'callback_url' has an invalid port", field=field) from None
+        explicit_port = 0
+    if explicit_port == 0:
+        raise InvalidRequest("'callback_url' has an invalid port", field=field)
+    port = explicit_port or (443 if parts.scheme == "https" else 80)
     try:
         addresses = [str(ipaddress.ip_address(host))]
     except ValueError:
+        if not _is_host_name(host):
+            raise InvalidRequest("'callback_url' has an invalid host name", field=field) from None
         try:
             addresses = await resolver(host, port)
         except OSError:

@@ -316,6 +316,9 @@ def test_webhook_is_signed_and_retried(api: Api, receiver: Receiver) -> None:
         "https://127.0.0.1:8443/hook",  # loopback
         "ftp://files.example.com/x",
         "https://user:pw@example.com/hook",
+        "https://[::1/hook",  # malformed: an unclosed IPv6 literal
+        "https://a..example.com/hook",  # malformed: an empty label
+        "https://example.com:0/hook",
     ],
 )
 def test_ssrf_guard_refuses_callback_targets(stacks: StackFactory, url: str) -> None:

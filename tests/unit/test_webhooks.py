@@ -53,6 +53,44 @@ async def test_forbidden_targets(url: str, addresses: list[str]) -> None:
     assert caught.value.field == "callback_url"
 
 
+async def _never_resolve(host: str, port: int) -> list[str]:
+    raise AssertionError("a malformed URL must be refused before any name lookup")
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        ("https://[::1", "'callback_url' must be an absolute https URL"),
+        ("https://[::1/x", "'callback_url' must be an absolute https URL"),
+        ("https://a..b/x", "'callback_url' has an invalid host name"),
+        ("https://" + "a" * 64 + ".example.com/", "'callback_url' has an invalid host name"),
+        ("https://.example.com/", "'callback_url' has an invalid host name"),
+        ("https://exa mple.com/", "'callback_url' must be an absolute https URL"),
+        ("https://exa!mple.com/", "'callback_url' has an invalid host name"),
+        ("https://-example.com/", "'callback_url' has an invalid host name"),
+        ("https://host\n.example.com/x", "'callback_url' must be an absolute https URL"),
+        ("https://example.com/a b", "'callback_url' must be an absolute https URL"),
+        ("https://example.com:0/", "'callback_url' has an invalid port"),
+    ],
+)
+async def test_malformed_urls_are_refused_before_resolving(url: str, message: str) -> None:
+    with pytest.raises(InvalidRequest) as caught:
+        await check_callback_url(url, allow_local=False, resolver=_never_resolve)
+    assert (caught.value.field, caught.value.message) == ("callback_url", message)
+
+
+async def test_an_international_host_name_is_resolved() -> None:
+    seen: list[str] = []
+
+    async def resolve(host: str, port: int) -> list[str]:
+        seen.append(host)
+        return ["93.184.216.34"]
+
+    url = "https://b\u00fccher.example/x"
+    assert await check_callback_url(url, allow_local=False, resolver=resolve) == url
+    assert seen == ["b\u00fccher.example"]
+
+
 async def test_a_public_https_target_is_allowed() -> None:
     url = "https://hooks.example.com/x"
     assert await check_callback_url(url, allow_local=False, resolver=_resolver(["93.184.216.34"])) == url
