@@ -27,7 +27,7 @@ class NotJson(ValueError):
 
 def parse_json(data: bytes | str) -> Any:
     try:
-        text = data if isinstance(data, str) else data.decode("utf-8-sig")
+        text = data.removeprefix("\ufeff") if isinstance(data, str) else data.decode("utf-8-sig")
     except UnicodeDecodeError:
         raise NotJson("not UTF-8 text") from None
     try:
