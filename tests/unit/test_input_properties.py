@@ -1,0 +1,130 @@
+"""Whatever a caller sends, the intake answers with a Submission or InvalidRequest — never another
+exception (which the host would turn into a bare 500). Hypothesis draws the inputs, lone surrogates,
+odd numbers and deep nesting included; no network (callback URLs are checked with a fake resolver)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from imagegen.errors import InvalidRequest
+from imagegen.intake import build_submission, check_idempotency_key
+from imagegen.models import GPT_IMAGE, parse_json_object
+from imagegen.settings import Settings
+from imagegen.webhooks import check_callback_url
+
+SETTINGS = Settings.from_env(
+    {
+        "AZURE_OPENAI_ENDPOINT": "https://my-aoai.openai.azure.com/",
+        "AZURE_OPENAI_DEPLOYMENT": "gpt-image-1",
+        "AzureWebJobsStorage": "UseDevelopmentStorage=true",
+    }
+)
+
+# Every code point, surrogates included (hypothesis leaves them out of text() by default), and the
+# troublesome ones often: halves of a surrogate pair, a whole pair, NUL, a byte order mark.
+ANY_TEXT = st.text(
+    alphabet=st.characters(codec=None, exclude_categories=())
+    | st.sampled_from(["\ud800", "\udfff", "\U0001f600", "\x00", "\ufeff", "\u00e9"]),
+    max_size=40,
+)
+FIELD_NAMES = st.sampled_from(
+    (
+        *("prompt", "n", "size", "quality", "style", "background", "output_format"),
+        *("output_compression", "metadata", "callback_url", "idempotency_key", "colour"),
+    )
+)
+SCALARS = (
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(10**30), max_value=10**30)
+    | st.floats(allow_nan=True, allow_infinity=True)
+    | ANY_TEXT
+    | st.sampled_from(["1024x1024", "auto", "png", "jpeg", "hd", "transparent", "a red fox"])
+)
+JSON_VALUES = st.recursive(
+    SCALARS,
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(ANY_TEXT | FIELD_NAMES, inner, max_size=4),
+    max_leaves=12,
+)
+# Mostly valid requests, so that drawn values reach the later steps (hashing, metadata, callbacks).
+NEARLY_VALID = st.fixed_dictionaries(
+    {"prompt": ANY_TEXT.filter(str.strip)},
+    optional={
+        "n": st.integers(min_value=1, max_value=10) | SCALARS,
+        "size": st.sampled_from(["1024x1024", "1536x1024", "auto"]) | SCALARS,
+        "output_format": st.sampled_from(["png", "jpeg", "webp"]),
+        "output_compression": st.integers(min_value=0, max_value=100),
+        "metadata": st.dictionaries(ANY_TEXT, ANY_TEXT | SCALARS, max_size=3),
+        "callback_url": ANY_TEXT | st.just("https://hooks.example.com/x"),
+    },
+)
+DOCUMENTS = NEARLY_VALID | st.dictionaries(FIELD_NAMES | ANY_TEXT, JSON_VALUES, max_size=6) | JSON_VALUES
+
+
+async def _intake(body: bytes) -> None:
+    try:
+        document = parse_json_object(body, "application/json")
+        await build_submission(
+            document, rules=GPT_IMAGE, settings=SETTINGS, idempotency_key=None, api_base=None
+        )
+    except InvalidRequest:
+        pass
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(document=DOCUMENTS)
+async def test_any_json_document_is_a_submission_or_a_400(document: Any) -> None:
+    await _intake(json.dumps(document).encode())  # ensure_ascii: lone surrogates become \ud800 escapes
+
+
+@settings(max_examples=300, deadline=None)
+@given(body=st.binary(max_size=300))
+async def test_any_bytes_are_a_submission_or_a_400(body: bytes) -> None:
+    await _intake(body)
+
+
+@settings(max_examples=200, deadline=None)
+@given(depth=st.integers(min_value=1, max_value=20_000), digits=st.integers(min_value=1, max_value=9_000))
+async def test_deep_nesting_and_long_numbers_are_a_submission_or_a_400(depth: int, digits: int) -> None:
+    await _intake(b'{"prompt": ' + b"[" * depth + b"]" * depth + b"}")
+    await _intake(b'{"prompt": "a", "n": ' + b"1" * digits + b"}")
+
+
+@settings(max_examples=300, deadline=None)
+@given(key=ANY_TEXT | st.none())
+def test_any_idempotency_key_is_accepted_or_a_400(key: str | None) -> None:
+    try:
+        accepted = check_idempotency_key(key)
+    except InvalidRequest as error:
+        refused_field = error.field
+        assert refused_field == "Idempotency-Key"
+    else:
+        assert accepted == key
+
+
+async def _public(host: str, port: int) -> list[str]:
+    return ["93.184.216.34"]
+
+
+URL_PIECES = st.sampled_from(
+    (
+        *("https://", "http://", "//", "[", "]", "::1", ":", "@", "..", ".", "-", "%", "example.com"),
+        *("0", "/", "\n", " ", "\x00", "xn--", "a" * 64, "99999", "\ud800", "\u00e9"),
+    )
+)
+
+
+@settings(max_examples=500, deadline=None)
+@given(url=st.lists(URL_PIECES, max_size=8).map("".join) | ANY_TEXT)
+async def test_any_callback_url_is_accepted_or_a_400(url: str) -> None:
+    try:
+        accepted = await check_callback_url(url, allow_local=False, resolver=_public)
+    except InvalidRequest as error:
+        refused_field = error.field
+        assert refused_field == "callback_url"
+    else:
+        assert accepted == url
