@@ -35,7 +35,7 @@ from azure.storage.blob.aio import BlobServiceClient, ExponentialRetry
 from imagegen.errors import StorageError
 from imagegen.jsontext import NotJson, parse_json
 from imagegen.settings import StorageSettings, parse_connection_string
-from imagegen.transport import aiohttp_transport
+from imagegen.transport import PROBE_CALL_OPTIONS, aiohttp_transport
 
 log = logging.getLogger(__name__)
 
@@ -141,10 +141,10 @@ class BlobStore:
         self._ready_containers.add(container)
 
     async def check_reachable(self, container: str) -> None:
-        """For health checks: the container exists and can be read with our credential."""
+        """For health checks (one quick attempt): the container exists and can be read with our credential."""
         try:
             self.operations += 1
-            await self.client.get_container_client(container).get_container_properties()
+            await self.client.get_container_client(container).get_container_properties(**PROBE_CALL_OPTIONS)
         except ResourceNotFoundError:
             await self.ensure_container(container)
         except AzureError as error:

@@ -20,7 +20,7 @@ from azure.storage.queue.aio import QueueClient
 
 from imagegen.errors import StorageError
 from imagegen.settings import StorageSettings
-from imagegen.transport import aiohttp_transport
+from imagegen.transport import PROBE_CALL_OPTIONS, aiohttp_transport
 
 log = logging.getLogger(__name__)
 MAX_VISIBILITY_SECONDS = 7 * 24 * 3600
@@ -125,9 +125,12 @@ class QueueStore:
             raise _queue_error("delete a queue message", error) from None
 
     async def check_reachable(self, queue: str) -> None:
-        await self._ensure(queue)
+        """For health checks (one quick attempt): the queue exists and can be read with our credential."""
         try:
-            await self._queue(queue).get_queue_properties()
+            self.operations += 1
+            await self._queue(queue).get_queue_properties(**PROBE_CALL_OPTIONS)
+        except ResourceNotFoundError:
+            await self._ensure(queue)
         except AzureError as error:
             raise _queue_error("reach Queue Storage", error) from None
 

@@ -539,8 +539,15 @@ class ImageService:
         return JobView(job, tuple(links))
 
     async def check_storage(self) -> None:
-        await self._store.check_reachable(self.settings.jobs_container)
-        await self.queues.check_reachable(QUEUE_IMAGE_JOBS)
+        """Blob and Queue Storage probed at once; the first failure (Blob's if both) is raised."""
+        outcomes = await asyncio.gather(
+            self._store.check_reachable(self.settings.jobs_container),
+            self.queues.check_reachable(QUEUE_IMAGE_JOBS),
+            return_exceptions=True,
+        )
+        for outcome in outcomes:
+            if isinstance(outcome, BaseException):
+                raise outcome
 
     # --- after the end -----------------------------------------------------------------------
 

@@ -8,6 +8,7 @@ so every call pays a TLS handshake. Building the context once avoids that.
 from __future__ import annotations
 
 import ssl
+from typing import TypedDict
 
 import aiohttp
 from azure.core.pipeline.transport import AioHttpTransport
@@ -15,6 +16,18 @@ from azure.core.pipeline.transport import AioHttpTransport
 # Idle pooled connections are dropped before servers drop them (Azurite after 5 s): reusing one the
 # server already closed costs a failed request and a retry.
 KEEPALIVE_SECONDS = 4.0
+
+
+# Per-call options for health probes: one attempt with short timeouts, so /api/health answers within
+# a load balancer's probe timeout even when storage is down (the clients' own retries back off for
+# many seconds).
+class ProbeCallOptions(TypedDict):
+    retry_total: int
+    connection_timeout: int
+    read_timeout: int
+
+
+PROBE_CALL_OPTIONS = ProbeCallOptions(retry_total=0, connection_timeout=3, read_timeout=5)
 
 
 class _OneContextTransport(AioHttpTransport):  # type: ignore[misc]  # azure-core ships it untyped

@@ -9,6 +9,7 @@ import json
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -16,9 +17,11 @@ import pytest
 import requests
 from azure.storage.blob import BlobServiceClient
 
-from devtools.stack import LocalStack
+from devtools.stack import LocalStack, start_local_stack
 from tests.integration.conftest import StackFactory
+from tests.integration.waiting import wait_until
 
+PROBE_TIMEOUT_SECONDS = 10  # a health probe gives up after seconds, not minutes
 FAST_LEGACY = {"legacy_queue_seconds": 0.1, "legacy_latency_seconds": 0.3, "retry_after_seconds": 1}
 
 
@@ -193,6 +196,24 @@ def test_connection_string_mode_with_api_key(stacks: StackFactory) -> None:
         "auth": "api-key",
         "webhooks": "off",
     }
+
+
+def test_health_answers_a_probe_at_once_while_storage_is_down(tmp_path: Path) -> None:
+    """Load balancers and App Service probe /api/health with a timeout of seconds: with storage down
+    it answers 503 naming storage (one attempt per service, no retry backoff), and 200 once it is back."""
+    stack = start_local_stack(tmp_path / "stack")
+    try:
+        url = f"{stack.devhost_url}/api/health"
+        assert requests.get(url, timeout=30).status_code == 200
+        stack.stop_azurite()
+        down = requests.get(url, timeout=PROBE_TIMEOUT_SECONDS)
+        assert down.status_code == 503
+        assert down.json()["status"] == "unhealthy"
+        assert "Storage is unavailable" in down.json()["checks"]["storage"]
+        stack.start_azurite_again()
+        wait_until(lambda: requests.get(url, timeout=PROBE_TIMEOUT_SECONDS).status_code == 200, timeout=30)
+    finally:
+        stack.stop()
 
 
 # --- links are read-only and for one blob ----------------------------------------------------
