@@ -17,6 +17,7 @@ from collections import deque
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
+from urllib.parse import urlsplit
 
 import aiohttp
 from azure.core.exceptions import AzureError
@@ -329,6 +330,9 @@ class AzureOpenAIImages:
         *,
         authenticate: bool = True,
     ) -> UpstreamAnswer:
+        if authenticate and _origin(url) != _origin(self._settings.openai_endpoint):
+            # An operation-location or a stored operation URL elsewhere must not get our credentials.
+            raise UpstreamError("Azure OpenAI pointed outside the configured endpoint; not followed")
         attempt = 0
         while True:
             attempt += 1
@@ -340,7 +344,13 @@ class AzureOpenAIImages:
                 headers.update(extra_headers)
             try:
                 async with self._client().request(
-                    method, url, json=body, headers=headers, timeout=aiohttp.ClientTimeout(total=remaining)
+                    method,
+                    url,
+                    json=body,
+                    headers=headers,
+                    timeout=aiohttp.ClientTimeout(total=remaining),
+                    # A redirect would carry the api-key header to wherever it points.
+                    allow_redirects=not authenticate,
                 ) as response:
                     payload = await response.read()
                     answer = UpstreamAnswer(response.status, dict(response.headers), payload)
@@ -462,3 +472,14 @@ def _raise_if_output_filtered(items: list[Any]) -> None:
 def _log_answer(method: str, answer: UpstreamAnswer) -> None:
     request_id = answer.headers.get("apim-request-id") or answer.headers.get("x-request-id") or "-"
     log.info("Azure OpenAI %s answered %d (request id %s)", method, answer.status, request_id)
+
+
+def _origin(url: str) -> tuple[str, str, int | None]:
+    """Scheme, host and port (default ports filled in): where credentials may be sent."""
+    parts = urlsplit(url)
+    try:
+        port = parts.port
+    except ValueError:
+        port = -1  # never equal to the endpoint's
+    scheme = parts.scheme.lower()
+    return scheme, (parts.hostname or ""), port or {"https": 443, "http": 80}.get(scheme)

@@ -311,6 +311,49 @@ async def test_legacy_resumes_a_stored_operation_without_submitting(
     assert [seen[0] for seen in script.seen] == ["GET"]
 
 
+@pytest.fixture
+async def elsewhere() -> AsyncIterator[tuple[TestServer, Script]]:
+    """A second server: another origin than the configured endpoint."""
+    script = Script()
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", script.handle)
+    test_server = TestServer(app)
+    await test_server.start_server()
+    yield test_server, script
+    await test_server.close()
+
+
+@pytest.mark.parametrize("api_key", ["k", None], ids=["api-key", "entra-token"])
+async def test_credentials_never_leave_the_configured_endpoint(
+    server: tuple[TestServer, Script], elsewhere: tuple[TestServer, Script], api_key: str | None
+) -> None:
+    """An operation-location, a stored operation URL (from a job record) or a redirect that points at
+    another origin gets no request carrying the api-key or the Entra token."""
+    test_server, script = server
+    other_server, other_script = elsewhere
+    foreign = str(other_server.make_url("/openai/operations/images/op1"))
+    legacy, _ = _client(test_server, ApiStyle.LEGACY, api_key=api_key)
+    script.answers = [
+        lambda _: web.json_response(
+            {"id": "op1", "status": "notRunning"}, status=202, headers={"operation-location": foreign}
+        )
+    ]
+    with pytest.raises(UpstreamError, match="outside the configured endpoint"):
+        await legacy.generate(REQUEST, operation_id="j", deadline=_deadline())
+    with pytest.raises(UpstreamError, match="outside the configured endpoint"):
+        await legacy.generate(REQUEST, operation_id="j", deadline=_deadline(), operation_url=foreign)
+    with pytest.raises(UpstreamError, match="outside the configured endpoint"):
+        await legacy.cancel_operation(foreign, deadline=_deadline())
+    await legacy.close()
+    sync, _ = _client(test_server, api_key=api_key)
+    script.answers = [lambda _: web.Response(status=307, headers={"Location": foreign})]
+    with pytest.raises(UpstreamError):
+        await sync.generate(REQUEST, operation_id="j", deadline=_deadline())
+    await sync.close()
+    assert other_script.seen == []
+    assert len(script.seen) == 2  # the submit and the redirecting call, nothing more
+
+
 async def test_legacy_content_filter_and_filtered_output(server: tuple[TestServer, Script]) -> None:
     test_server, script = server
     client, _ = _client(test_server, ApiStyle.LEGACY)
