@@ -25,6 +25,7 @@ from collections.abc import Awaitable, Callable
 from urllib.parse import urlsplit
 
 import aiohttp
+from aiohttp.abc import AbstractResolver, ResolveResult
 
 from imagegen.errors import InvalidRequest
 
@@ -131,22 +132,60 @@ def sign(secret: str, message_id: str, timestamp: int, body: bytes) -> str:
     return "v1," + base64.b64encode(digest).decode()
 
 
+class ForbiddenTarget(OSError):
+    """A callback host resolved to an address we must never call."""
+
+
+class _CheckedResolver(AbstractResolver):
+    """The connection's own name resolution, checked like the URL was: a name that answers a public
+    address to the check and a private one to the connection (DNS rebinding) is not connected."""
+
+    def __init__(self, resolver: Resolver, *, allow_local: bool) -> None:
+        self._resolver = resolver
+        self._allow_local = allow_local
+
+    async def resolve(self, host: str, port: int = 0, family: int = socket.AF_INET) -> list[ResolveResult]:
+        addresses = await self._resolver(host, port)
+        if not addresses or any(_is_forbidden(address, self._allow_local) for address in addresses):
+            raise ForbiddenTarget(f"{host} resolves to an address that is not allowed")
+        return [
+            ResolveResult(
+                hostname=host,
+                host=address,
+                port=port,
+                family=socket.AF_INET6 if ":" in address else socket.AF_INET,
+                proto=0,
+                flags=socket.AI_NUMERICHOST,
+            )
+            for address in addresses
+        ]
+
+    async def close(self) -> None:
+        return None
+
+
 class WebhookSender:
     def __init__(
         self,
         secret: str,
         *,
         allow_local: bool,
-        session_factory: Callable[[], aiohttp.ClientSession] = aiohttp.ClientSession,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         resolver: Resolver = resolve_host,
     ) -> None:
         self._secret = secret
         self._allow_local = allow_local
-        self._session_factory = session_factory
         self._session: aiohttp.ClientSession | None = None
         self._sleep = sleep
         self._resolver = resolver
+
+    def _new_session(self) -> aiohttp.ClientSession:
+        """Connections resolve through the same checked resolver as the URL check (IP literals are
+        connected as they are: the check has already seen them)."""
+        resolver = _CheckedResolver(self._resolver, allow_local=self._allow_local)
+        return aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(resolver=resolver, use_dns_cache=False), trust_env=False
+        )
 
     async def close(self) -> None:
         if self._session is not None:
@@ -170,7 +209,7 @@ class WebhookSender:
             }
             try:
                 if self._session is None or self._session.closed:
-                    self._session = self._session_factory()
+                    self._session = self._new_session()
                 async with self._session.post(
                     url,
                     data=body,
@@ -179,6 +218,14 @@ class WebhookSender:
                     timeout=aiohttp.ClientTimeout(total=DELIVERY_TIMEOUT_SECONDS),
                 ) as response:
                     status = response.status
+            except aiohttp.ClientConnectorError as error:
+                if isinstance(error.os_error, ForbiddenTarget):
+                    log.warning(
+                        "webhook %s not sent: the target now resolves to a forbidden address", message_id
+                    )
+                    return False
+                status = 0
+                log.info("webhook %s attempt %d failed: %s", message_id, attempt, error.__class__.__name__)
             except (aiohttp.ClientError, TimeoutError) as error:
                 status = 0
                 log.info("webhook %s attempt %d failed: %s", message_id, attempt, error.__class__.__name__)

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import time
@@ -8,7 +9,7 @@ import pytest
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
 from imagegen.errors import InvalidRequest
-from imagegen.webhooks import check_callback_url, sign
+from imagegen.webhooks import WebhookSender, check_callback_url, sign
 
 SECRET = "whsec_" + base64.b64encode(b"0123456789abcdef0123456789abcdef").decode()
 
@@ -105,3 +106,34 @@ async def test_the_local_development_flag_allows_only_loopback() -> None:
         await check_callback_url(
             "http://h.example/x", allow_local=True, resolver=_resolver(["93.184.216.34"])
         )
+
+
+async def test_a_name_that_rebinds_to_loopback_after_the_check_is_not_connected() -> None:
+    """DNS rebinding: the name passes the check with a public address, then answers loopback when the
+    connection resolves it. The connection must use the checked resolution, so nothing connects."""
+    connections: list[object] = []
+
+    async def count(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        connections.append(writer.get_extra_info("peername"))
+        writer.close()
+
+    listener = await asyncio.start_server(count, "127.0.0.1", 0)
+    port = listener.sockets[0].getsockname()[1]
+    answers = iter([["93.184.216.34"]])
+
+    async def rebinding(host: str, port: int) -> list[str]:
+        return next(answers, ["127.0.0.1"])
+
+    async def no_sleep(seconds: float) -> None:
+        return None
+
+    sender = WebhookSender(SECRET, allow_local=False, resolver=rebinding, sleep=no_sleep)
+    try:
+        # "localhost" really is loopback, so a client that resolves it again itself would connect.
+        delivered = await sender.deliver(f"https://localhost:{port}/hook", "job.succeeded", b"{}")
+    finally:
+        await sender.close()
+        listener.close()
+        await listener.wait_closed()
+    assert delivered is False
+    assert connections == []
