@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,6 +24,34 @@ from imagegen.transport import PROBE_CALL_OPTIONS, aiohttp_transport
 
 log = logging.getLogger(__name__)
 MAX_VISIBILITY_SECONDS = 7 * 24 * 3600
+# Azure Queue Storage takes messages of up to 64 KiB, counted on what is sent: our base64 text.
+MAX_MESSAGE_BYTES = 64 * 1024
+
+
+def message_text(payload: Mapping[str, Any]) -> str:
+    """A message's JSON: compact, UTF-8 rather than \\u escapes (a CJK character is 3 bytes, not 6)."""
+    return json.dumps(payload, separators=(",", ":"), ensure_ascii=False)
+
+
+def message_size(payload: Mapping[str, Any]) -> int:
+    """The bytes the queue receives for `payload`: its UTF-8 JSON, base64-encoded."""
+    return 4 * -(-len(message_text(payload).encode()) // 3)
+
+
+def fitting_message(build: Callable[[int | None], Mapping[str, Any]], longest: int) -> Mapping[str, Any]:
+    """`build(None)` when it fits in a queue message; otherwise `build(keep)` with the largest `keep`
+    (0..longest: how many characters of the long texts to keep) that fits."""
+    whole = build(None)
+    if message_size(whole) <= MAX_MESSAGE_BYTES:
+        return whole
+    low, high = 0, longest
+    while low < high:
+        middle = (low + high + 1) // 2
+        if message_size(build(middle)) <= MAX_MESSAGE_BYTES:
+            low = middle
+        else:
+            high = middle - 1
+    return build(low)
 
 
 @dataclass(frozen=True)
@@ -95,24 +123,18 @@ class QueueStore:
 
     async def send(self, queue: str, payload: Mapping[str, Any], *, delay_seconds: float = 0) -> SentMessage:
         """Send JSON, visible after `delay_seconds` (the grace period of a job in progress)."""
+        if message_size(payload) > MAX_MESSAGE_BYTES:
+            raise ValueError(f"a message for {queue} is larger than a queue message may be")
         await self._ensure(queue)
         visibility = min(MAX_VISIBILITY_SECONDS, max(0, round(delay_seconds)))
         try:
             self.operations += 1
             sent = await self._queue(queue).send_message(
-                json.dumps(payload, separators=(",", ":")), visibility_timeout=visibility or None
+                message_text(payload), visibility_timeout=visibility or None
             )
         except AzureError as error:
             raise _queue_error("send a queue message", error) from None
         return SentMessage(queue, str(sent.id), str(sent.pop_receipt))
-
-    async def send_text(self, queue: str, text: str) -> None:
-        await self._ensure(queue)
-        try:
-            self.operations += 1
-            await self._queue(queue).send_message(text)
-        except AzureError as error:
-            raise _queue_error("send a queue message", error) from None
 
     async def delete(self, message: SentMessage) -> None:
         """Delete a message we sent (a job finished in time: nobody needs to resume it)."""

@@ -44,7 +44,7 @@ from imagegen.errors import (
 from imagegen.jobs import Job, JobRepository, JobStatus, JobView, StoredImage, VersionedJob
 from imagegen.models import ImageRequest, ModelRules, rules_for_model
 from imagegen.openai_images import AzureOpenAIImages, GeneratedImage, OperationCallback
-from imagegen.queues import QueueStore, SentMessage
+from imagegen.queues import MAX_MESSAGE_BYTES, QueueStore, SentMessage, message_size
 from imagegen.settings import (
     QUEUE_IMAGE_JOBS,
     QUEUE_IMAGE_REQUESTS,
@@ -52,7 +52,7 @@ from imagegen.settings import (
     Settings,
     get_settings,
 )
-from imagegen.views import render_job
+from imagegen.views import poison_note, render_job, result_message
 from imagegen.webhooks import WebhookSender
 
 log = logging.getLogger(__name__)
@@ -62,7 +62,6 @@ IDEMPOTENCY_NAMESPACE = uuid.UUID("5b0c7e2a-8f0b-4f0e-9d55-2f6b1f1e9a10")
 GRACE_MARGIN_SECONDS = 5.0
 EXISTING_JOB_POLL_SECONDS = (0.1, 0.2, 0.4, 0.8, 1.0)
 # A queue message holds 64 KiB, base64-encoded: records larger than this travel as an id only.
-MAX_RECORD_IN_MESSAGE_CHARS = 40_000
 
 
 class ImageGenerator(Protocol):
@@ -237,11 +236,8 @@ class ImageService:
     def _job_message(versioned: VersionedJob) -> dict[str, Any]:
         """The job id, and (when small) the record as written with its ETag: the worker can then
         lease the job with one conditional write instead of a read and a write."""
-        message: dict[str, Any] = {"job_id": versioned.job.id}
-        record = versioned.job.to_record()
-        if len(json.dumps(record)) <= MAX_RECORD_IN_MESSAGE_CHARS:
-            message.update(record=record, etag=versioned.etag)
-        return message
+        carrying = {"job_id": versioned.job.id, "record": versioned.job.to_record(), "etag": versioned.etag}
+        return carrying if message_size(carrying) <= MAX_MESSAGE_BYTES else {"job_id": versioned.job.id}
 
     async def submit_and_wait(self, submission: Submission, wait_seconds: float) -> Job:
         """Record the job, back it with a delayed message, run it here; answer when done or at the wait."""
@@ -503,8 +499,7 @@ class ImageService:
 
     async def reject_request_message(self, text: str, error: ImageGenError) -> None:
         """A malformed `image-requests` message goes to its poison queue at once, with the reason."""
-        note = {"error": error.to_json(), "message": text[:60000]}
-        await self.queues.send(f"{QUEUE_IMAGE_REQUESTS}-poison", note)
+        await self.queues.send(f"{QUEUE_IMAGE_REQUESTS}-poison", poison_note(text, error.to_json()))
 
     # --- cancel, read ------------------------------------------------------------------------
 
@@ -554,7 +549,7 @@ class ImageService:
     async def _after_terminal(self, job: Job) -> None:
         """Publish to `image-results` and POST the callback (at least once; ids let receivers dedupe)."""
         body = render_job(await self.view(job), None)
-        await self.queues.send(QUEUE_IMAGE_RESULTS, body)
+        await self.queues.send(QUEUE_IMAGE_RESULTS, result_message(body))
         if job.callback_url and self._webhooks is not None:
             payload = json.dumps(body, separators=(",", ":")).encode()
             await self._webhooks.deliver(job.callback_url, f"{job.id}.{job.status.value}", payload)

@@ -5,6 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 from imagegen.jobs import JobView
+from imagegen.queues import fitting_message
+
+ELLIPSIS = "…"
 
 
 def job_url(api_base: str, job_id: str) -> str:
@@ -43,3 +46,42 @@ def render_job(view: JobView, api_base: str | None) -> dict[str, Any]:
     if base:
         body["urls"] = {"get": job_url(base, job.id), "cancel": job_url(base, job.id)}
     return body
+
+
+def _cut(text: str, keep: int | None) -> str:
+    return text if keep is None or len(text) <= keep else text[:keep] + ELLIPSIS
+
+
+def result_message(body: dict[str, Any]) -> dict[str, Any]:
+    """The job JSON as an `image-results` message. A long prompt (up to 32,000 characters, three
+    bytes each in many scripts) can make it larger than a queue message may be: then the prompt and
+    revised prompts are cut (ending in "…") to fit and `"truncated": true` says so; GET has them whole."""
+    revised = [image.get("revised_prompt") or "" for image in body["images"]]
+    longest = max([len(body["request"]["prompt"]), *map(len, revised)])
+
+    def build(keep: int | None) -> dict[str, Any]:
+        if keep is None:
+            return body
+        request = {**body["request"], "prompt": _cut(body["request"]["prompt"], keep)}
+        images = [
+            {**image, "revised_prompt": _cut(image["revised_prompt"], keep)}
+            if "revised_prompt" in image
+            else image
+            for image in body["images"]
+        ]
+        return {**body, "request": request, "images": images, "truncated": True}
+
+    return dict(fitting_message(build, longest))
+
+
+def poison_note(text: str, error: dict[str, Any]) -> dict[str, Any]:
+    """What goes to `image-requests-poison`: the reason and the message as received (cut to fit,
+    with `"message_truncated": true`, when it is too long to travel whole)."""
+
+    def build(keep: int | None) -> dict[str, Any]:
+        note: dict[str, Any] = {"error": error, "message": _cut(text, keep)}
+        if keep is not None:
+            note["message_truncated"] = True
+        return note
+
+    return dict(fitting_message(build, len(text)))

@@ -225,6 +225,28 @@ def test_image_requests_queue_makes_jobs_and_results_are_published(api: Api) -> 
     }
 
 
+def test_jobs_with_long_non_ascii_prompts_are_published(api: Api) -> None:
+    """Queue messages hold 64 KiB of base64: 12,000 CJK characters travel whole (as UTF-8), 30,000
+    (the model takes 32,000) are cut to fit and marked; GET has every prompt whole."""
+    results = queue(api.stack, "image-results")
+    drain(results)
+    whole, long = "夜明けの灯台" * 2000, "夜明けの灯台" * 5000
+    jobs = {prompt: api.post({"prompt": prompt}).json()["id"] for prompt in (whole, long)}
+    published: dict[str, dict[str, Any]] = {}
+    wait_until(
+        lambda: (
+            published.update({p["id"]: p for p in drain(results)}) or published.keys() >= set(jobs.values())
+        )
+    )
+    assert published[jobs[whole]]["request"]["prompt"] == whole
+    assert "truncated" not in published[jobs[whole]]
+    cut = published[jobs[long]]
+    assert cut["truncated"] is True and cut["status"] == "succeeded"
+    assert long.startswith(cut["request"]["prompt"].removesuffix("…"))
+    assert api.download(cut["images"][0]["url"]).status_code == 200
+    assert api.get(jobs[long]).json()["request"]["prompt"] == long
+
+
 def test_every_terminal_job_is_published(api: Api) -> None:
     results = queue(api.stack, "image-results")
     drain(results)
