@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import binascii
 import logging
+import math
 import random
 import statistics
 import time
@@ -431,7 +432,7 @@ def _retry_after_seconds(headers: Mapping[str, str]) -> float | None:
             value = float(text) * scale
         except ValueError:
             continue
-        if value >= 0:
+        if math.isfinite(value) and value >= 0:  # "inf", "nan", "1e400" are not a wait
             return value
     return None
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import base64
 import inspect
 import io
+import math
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import replace
@@ -19,6 +20,7 @@ from aiohttp.test_utils import TestServer
 from PIL import Image
 
 from imagegen.errors import ContentFiltered, InvalidRequest, UpstreamError, UpstreamThrottled, UpstreamTimeout
+from imagegen.http_api import error_response
 from imagegen.models import DALL_E_2, GPT_IMAGE, ImageRequest
 from imagegen.openai_images import AzureOpenAIImages
 from imagegen.settings import DEFAULT_API_VERSIONS, ApiStyle, Settings, StorageSettings
@@ -168,6 +170,22 @@ async def test_429_longer_than_the_deadline_gives_up_at_once(server: tuple[TestS
         await client.generate(REQUEST, operation_id="op", deadline=_deadline(10))
     await client.close()
     assert sleeps.calls == []
+
+
+@pytest.mark.parametrize("value", ["inf", "nan", "-5", "soon", "1e400"])
+async def test_a_retry_after_that_is_not_a_finite_wait_is_ignored(
+    server: tuple[TestServer, Script], value: str
+) -> None:
+    """The wait falls back to our own backoff, and the 503's Retry-After stays a number of seconds."""
+    test_server, script = server
+    client, sleeps = _client(test_server)
+    script.answers = [status(429, {"retry-after": value})] * 6
+    with pytest.raises(UpstreamThrottled) as caught:
+        await client.generate(REQUEST, operation_id="op", deadline=_deadline())
+    await client.close()
+    assert all(math.isfinite(s) and 0 <= s <= 60 for s in sleeps.calls)
+    assert caught.value.retry_after is not None and math.isfinite(caught.value.retry_after)
+    assert error_response(caught.value).headers["Retry-After"].isdigit()
 
 
 async def test_5xx_backs_off_and_then_reports_upstream_error(server: tuple[TestServer, Script]) -> None:
