@@ -51,8 +51,7 @@ class Script:
         return answer
 
 
-@pytest.fixture
-async def server() -> AsyncIterator[tuple[TestServer, Script]]:
+async def _scripted_server() -> AsyncIterator[tuple[TestServer, Script]]:
     script = Script()
     app = web.Application()
     app.router.add_route("*", "/{tail:.*}", script.handle)
@@ -60,6 +59,12 @@ async def server() -> AsyncIterator[tuple[TestServer, Script]]:
     await test_server.start_server()
     yield test_server, script
     await test_server.close()
+
+
+@pytest.fixture
+async def server() -> AsyncIterator[tuple[TestServer, Script]]:
+    async for started in _scripted_server():
+        yield started
 
 
 class Sleeps:
@@ -332,13 +337,8 @@ async def test_legacy_resumes_a_stored_operation_without_submitting(
 @pytest.fixture
 async def elsewhere() -> AsyncIterator[tuple[TestServer, Script]]:
     """A second server: another origin than the configured endpoint."""
-    script = Script()
-    app = web.Application()
-    app.router.add_route("*", "/{tail:.*}", script.handle)
-    test_server = TestServer(app)
-    await test_server.start_server()
-    yield test_server, script
-    await test_server.close()
+    async for started in _scripted_server():
+        yield started
 
 
 @pytest.mark.parametrize("api_key", ["k", None], ids=["api-key", "entra-token"])
