@@ -4,7 +4,11 @@ import azure.functions as func
 
 from imagegen import http_api, openapi, playground, queue_api
 from imagegen.service import get_service
-from imagegen.settings import QUEUE_IMAGE_JOBS, QUEUE_IMAGE_REQUESTS
+from imagegen.settings import QUEUE_IMAGE_JOBS, QUEUE_IMAGE_REQUESTS, get_settings
+
+# Settings are read once, here, while the host indexes the app: a missing or malformed one stops
+# start-up with a SettingsError naming it. SDK clients are still built on first use.
+get_settings()
 
 app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
 STORAGE = "AzureWebJobsStorage"

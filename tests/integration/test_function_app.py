@@ -17,6 +17,7 @@ import pytest
 import requests
 from azure.storage.blob import BlobServiceClient
 
+from devtools.procs import ProcessStartError
 from devtools.stack import LocalStack, start_local_stack
 from tests.integration.conftest import StackFactory
 from tests.integration.waiting import wait_until
@@ -214,6 +215,23 @@ def test_health_answers_a_probe_at_once_while_storage_is_down(tmp_path: Path) ->
         wait_until(lambda: requests.get(url, timeout=PROBE_TIMEOUT_SECONDS).status_code == 200, timeout=30)
     finally:
         stack.stop()
+
+
+@pytest.mark.parametrize(
+    ("setting", "value", "message"),
+    [
+        ("SAS_TTL_MINUTES", "an hour", "setting SAS_TTL_MINUTES must be a number, not 'an hour'"),
+        ("AZURE_OPENAI_ENDPOINT", "", "setting AZURE_OPENAI_ENDPOINT is required"),
+    ],
+)
+def test_a_bad_setting_stops_start_up_naming_it(
+    tmp_path: Path, setting: str, value: str, message: str
+) -> None:
+    """Like the Functions host indexing the app: the app does not start, and its log says which setting."""
+    with pytest.raises(ProcessStartError) as caught:
+        start_local_stack(tmp_path / "stack", setting_overrides={setting: value}).stop()
+    assert "devhost" in str(caught.value)
+    assert message in str(caught.value)
 
 
 # --- links are read-only and for one blob ----------------------------------------------------
