@@ -185,12 +185,22 @@ class Settings:
         )
 
 
+KEY_VAULT_REFERENCE_PREFIX = "@microsoft.keyvault("
+
+
 class _Reader:
     def __init__(self, env: Mapping[str, str]) -> None:
         self._env = env
 
     def optional(self, name: str) -> str | None:
         value = self._env.get(name, "").strip()
+        if value.lower().startswith(KEY_VAULT_REFERENCE_PREFIX):
+            # App Service passes the reference text itself when it cannot resolve it.
+            raise SettingsError(
+                name,
+                "is a Key Vault reference the platform could not resolve: check that the secret exists "
+                "and that the app's identity (keyVaultReferenceIdentity) may read it",
+            )
         return value or None
 
     def url(self, name: str) -> str:

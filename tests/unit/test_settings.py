@@ -90,3 +90,22 @@ def test_a_bad_setting_is_named(changes: dict[str, str], named: str) -> None:
         Settings.from_env({**IDENTITY, **changes})
     assert caught.value.name == named
     assert named in str(caught.value)
+
+
+@pytest.mark.parametrize("name", ["WEBHOOK_SECRET", "AZURE_OPENAI_API_KEY"])
+@pytest.mark.parametrize(
+    "reference",
+    [
+        "@Microsoft.KeyVault(SecretUri=https://kv-1.vault.azure.net/secrets/webhook-secret)",
+        "@Microsoft.KeyVault(VaultName=kv-1;SecretName=webhook-secret)",
+        "@microsoft.keyvault(SecretUri=https://kv-1.vault.azure.net/secrets/x/0123)",
+    ],
+)
+def test_an_unresolved_key_vault_reference_stops_start_up(name: str, reference: str) -> None:
+    """App Service hands the reference text itself to the app when it cannot resolve it: signing
+    webhooks or calling Azure OpenAI with it would fail on every job, so start-up names it instead."""
+    with pytest.raises(SettingsError) as caught:
+        Settings.from_env({**IDENTITY, name: reference})
+    assert caught.value.name == name
+    assert "Key Vault reference" in str(caught.value)
+    assert "kv-1" not in str(caught.value)
