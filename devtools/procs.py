@@ -9,10 +9,8 @@ import socket
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import psutil
@@ -55,12 +53,6 @@ def listening_ports(pid: int) -> set[int]:
     return ports
 
 
-def port_is_open(host: str, port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.settimeout(0.2)
-        return sock.connect_ex((host, port)) == 0
-
-
 class ProcessStartError(RuntimeError):
     """A stack process exited or did not become ready in time."""
 
@@ -72,7 +64,6 @@ class ManagedProcess:
     name: str
     popen: subprocess.Popen[bytes]
     log_path: Path
-    ports: tuple[int, ...] = field(default_factory=tuple)
 
     @property
     def pid(self) -> int:
@@ -111,15 +102,12 @@ def start_process(
     log_dir: Path,
     env: Mapping[str, str] | None = None,
     ready_ports: Sequence[int] = (),
-    ready_url: str | None = None,
-    ca_file: Path | None = None,
     timeout: float = 30.0,
     cwd: Path = REPO_ROOT,
 ) -> ManagedProcess:
     """Start `argv` in its own process group, logging to `log_dir/<name>.log`, and wait until ready.
 
-    Ready means this process (or a child) listens on every port in `ready_ports` and `ready_url` (if given) answers
-    with any HTTP status.
+    Ready means this process (or a child) listens on every port in `ready_ports`.
     """
     log_dir.mkdir(parents=True, exist_ok=True)
     log_path = log_dir / f"{name}.log"
@@ -137,7 +125,7 @@ def start_process(
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
-    process = ManagedProcess(name=name, popen=popen, log_path=log_path, ports=tuple(ready_ports))
+    process = ManagedProcess(name=name, popen=popen, log_path=log_path)
     deadline = time.monotonic() + timeout
     while True:
         if not process.alive():
@@ -145,9 +133,7 @@ def start_process(
                 f"{name} exited with {popen.returncode}; log:\n{process.log_text()[-4000:]}"
             )
         # The ports must be ours: another process that grabbed a port first would also "answer".
-        if set(ready_ports) <= listening_ports(popen.pid) and (
-            ready_url is None or _url_answers(ready_url, ca_file)
-        ):
+        if set(ready_ports) <= listening_ports(popen.pid):
             return process
         if time.monotonic() > deadline:
             process.stop()
@@ -157,16 +143,3 @@ def start_process(
 
 def python_module_argv(module: str, *args: str) -> list[str]:
     return [sys.executable, "-m", module, *args]
-
-
-def _url_answers(url: str, ca_file: Path | None) -> bool:
-    import ssl
-
-    context = ssl.create_default_context(cafile=str(ca_file)) if ca_file else None
-    try:
-        with urllib.request.urlopen(url, timeout=1, context=context):
-            return True
-    except urllib.error.HTTPError:
-        return True
-    except (urllib.error.URLError, OSError):
-        return False

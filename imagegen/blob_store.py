@@ -35,7 +35,7 @@ from azure.storage.blob.aio import BlobServiceClient, ExponentialRetry
 from imagegen.errors import StorageError
 from imagegen.jsontext import NotJson, parse_json
 from imagegen.settings import StorageSettings, parse_connection_string
-from imagegen.transport import PROBE_CALL_OPTIONS, aiohttp_transport
+from imagegen.transport import PROBE_CALL_OPTIONS, STORAGE_RETRY, connection_options
 
 log = logging.getLogger(__name__)
 
@@ -87,6 +87,13 @@ class BlobStore:
         self._credential = credential
         self._clock = clock
         self._connection_verify = connection_verify
+        # Links are HTTPS-only when the endpoint is HTTPS; connection-string mode signs with the key.
+        self._link_protocol = "https" if storage.blob_service_uri.startswith("https://") else "https,http"
+        self._account_key = (
+            parse_connection_string(storage.connection_string)["AccountKey"]
+            if storage.connection_string is not None
+            else None
+        )
         self._client: BlobServiceClient | None = None
         self._delegation_key: UserDelegationKey | None = None
         self._delegation_key_expiry: datetime | None = None
@@ -95,31 +102,20 @@ class BlobStore:
         self.delegation_key_fetches = 0
         self.operations = 0  # storage calls made (benchmarks count them)
 
-    def _transport_options(self) -> dict[str, Any]:
-        if self._connection_verify is None:
-            return {"connection_timeout": 10, "read_timeout": 60}
-        return {
-            "transport": aiohttp_transport(self._connection_verify, connection_timeout=10, read_timeout=60)
-        }
-
     @property
     def client(self) -> BlobServiceClient:
         if self._client is None:
-            retry = ExponentialRetry(
-                initial_backoff=1, increment_base=2, retry_total=3, random_jitter_range=1
-            )
+            options: dict[str, Any] = {
+                "retry_policy": ExponentialRetry(**STORAGE_RETRY),
+                **connection_options(self._connection_verify, read_timeout=60),
+            }
             if self._storage.connection_string is not None:
                 self._client = BlobServiceClient.from_connection_string(
-                    self._storage.connection_string,
-                    retry_policy=retry,
-                    **self._transport_options(),
+                    self._storage.connection_string, **options
                 )
             else:
                 self._client = BlobServiceClient(
-                    self._storage.blob_service_uri,
-                    credential=self._credential,
-                    retry_policy=retry,
-                    **self._transport_options(),
+                    self._storage.blob_service_uri, credential=self._credential, **options
                 )
         return self._client
 
@@ -240,7 +236,6 @@ class BlobStore:
         """A read-only link to one blob, valid for `ttl` (HTTPS-only when the endpoint is HTTPS)."""
         now = self._clock()
         expires_at = (now + ttl).replace(microsecond=0)
-        https = self._storage.blob_service_uri.startswith("https://")
         common: dict[str, Any] = {
             "account_name": self.client.account_name,
             "container_name": container,
@@ -248,11 +243,10 @@ class BlobStore:
             "permission": BlobSasPermissions(read=True),
             "expiry": expires_at,
             "start": now - CLOCK_SKEW,
-            "protocol": "https" if https else "https,http",
+            "protocol": self._link_protocol,
         }
-        if self._storage.connection_string is not None:
-            account_key = parse_connection_string(self._storage.connection_string)["AccountKey"]
-            token = generate_blob_sas(account_key=account_key, **common)
+        if self._account_key is not None:
+            token = generate_blob_sas(account_key=self._account_key, **common)
         else:
             token = generate_blob_sas(user_delegation_key=await self._user_delegation_key(ttl), **common)
         url = f"{self.client.get_blob_client(container, name).url}?{token}"

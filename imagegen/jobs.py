@@ -109,13 +109,14 @@ class Job:
     def lease_is_live(self, now: datetime) -> bool:
         return self.lease_until is not None and self.lease_until > now
 
-    def leased(self, owner: str, until: datetime, now: datetime, *, new_run: bool) -> Job:
+    def leased(self, owner: str, until: datetime, now: datetime) -> Job:
+        """A new run by `owner`, leased until `until` (renewals change `lease_until` only)."""
         return replace(
             self,
             status=JobStatus.RUNNING,
             lease_owner=owner,
             lease_until=until,
-            attempts=self.attempts + (1 if new_run else 0),
+            attempts=self.attempts + 1,
             updated_at=now,
         )
 
@@ -250,9 +251,6 @@ class JobRepository:
         return VersionedJob(_job_from(stored.document), stored.etag)
 
     async def update(self, job_id: str, change: Callable[[Job], Job | None]) -> Job:
-        return (await self.update_versioned(job_id, change)).job
-
-    async def update_versioned(self, job_id: str, change: Callable[[Job], Job | None]) -> VersionedJob:
         """Apply `change` to the current record and write it If-Match; retry on a lost race.
 
         `change` returns None to leave the record alone (e.g. it is already terminal).
@@ -266,14 +264,12 @@ class JobRepository:
             current = _job_from(stored.document)
             changed = change(current)
             if changed is None:
-                return VersionedJob(current, stored.etag)
+                return current
             try:
-                etag = await self._store.replace_json(
-                    self._container, name, changed.to_record(), etag=stored.etag
-                )
+                await self._store.replace_json(self._container, name, changed.to_record(), etag=stored.etag)
             except BlobChanged:
                 continue
-            return VersionedJob(changed, etag)
+            return changed
         raise StorageError("a job record kept changing under us; try again")
 
     async def fail_unless_finished(self, job_id: str, error: ImageGenError) -> Job:

@@ -113,6 +113,7 @@ class AzureOpenAIImages:
         if settings.api_key is None and token_provider is None:
             raise ValueError("either an api-key or a token provider is needed")
         self._settings = settings
+        self._endpoint_origin = _origin(settings.openai_endpoint)  # the only origin given credentials
         self._rules = rules
         self._token_provider = token_provider
         self._session_factory = session_factory
@@ -331,7 +332,7 @@ class AzureOpenAIImages:
         *,
         authenticate: bool = True,
     ) -> UpstreamAnswer:
-        if authenticate and _origin(url) != _origin(self._settings.openai_endpoint):
+        if authenticate and _origin(url) != self._endpoint_origin:
             # An operation-location or a stored operation URL elsewhere must not get our credentials.
             raise UpstreamError("Azure OpenAI pointed outside the configured endpoint; not followed")
         attempt = 0

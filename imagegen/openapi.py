@@ -16,6 +16,7 @@ import argparse
 import json
 import sys
 from collections.abc import Callable, Sequence
+from functools import lru_cache
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -640,14 +641,19 @@ def to_json(document: Schema) -> str:
 async def serve(req: func.HttpRequest) -> func.HttpResponse:
     """GET /api/openapi.json: the description for the configured model, host and scheme of this request."""
     parts = urlsplit(req.url)
+    return func.HttpResponse(
+        _served_text(parts.netloc, parts.scheme or "https"), status_code=200, mimetype=JSON
+    )
+
+
+@lru_cache(maxsize=16)  # bounded: the host comes from the request
+def _served_text(host: str, scheme: str) -> str:
+    """The document as served, built once per host and scheme (the settings are fixed per process)."""
     settings = get_settings()
     document = build_document(
-        rules_for_model(settings.model),
-        host=parts.netloc,
-        scheme=parts.scheme or "https",
-        webhooks=bool(settings.webhook_secret),
+        rules_for_model(settings.model), host=host, scheme=scheme, webhooks=bool(settings.webhook_secret)
     )
-    return func.HttpResponse(json.dumps(document), status_code=200, mimetype=JSON)
+    return json.dumps(document)
 
 
 def main(argv: Sequence[str] | None = None, write: Callable[[str], object] = sys.stdout.write) -> int:

@@ -14,7 +14,7 @@ import hashlib
 import json
 import re
 from dataclasses import dataclass
-from functools import cache
+from functools import cache, cached_property
 from importlib import resources
 from typing import Any
 from urllib.parse import urlsplit
@@ -35,6 +35,15 @@ class _Assets:
     template: str
     style: str
     script: str
+
+    @cached_property
+    def style_source(self) -> str:
+        """The stylesheet's CSP hash source (hashed once per process, not per page)."""
+        return _sha256_source(self.style)
+
+    @cached_property
+    def script_source(self) -> str:
+        return _sha256_source(self.script)
 
 
 @cache
@@ -87,8 +96,8 @@ def content_security_policy(settings: Settings | None) -> str:
     assets = _assets()
     directives = [
         "default-src 'none'",
-        f"script-src {_sha256_source(assets.script)}",
-        f"style-src {_sha256_source(assets.style)}",
+        f"script-src {assets.script_source}",
+        f"style-src {assets.style_source}",
         f"img-src {' '.join(image_sources(settings))}",
         "connect-src 'self'",
         "base-uri 'none'",

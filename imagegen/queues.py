@@ -20,7 +20,7 @@ from azure.storage.queue.aio import QueueClient
 
 from imagegen.errors import StorageError
 from imagegen.settings import StorageSettings
-from imagegen.transport import PROBE_CALL_OPTIONS, aiohttp_transport
+from imagegen.transport import PROBE_CALL_OPTIONS, STORAGE_RETRY, connection_options
 
 log = logging.getLogger(__name__)
 MAX_VISIBILITY_SECONDS = 7 * 24 * 3600
@@ -35,7 +35,11 @@ def message_text(payload: Mapping[str, Any]) -> str:
 
 def message_size(payload: Mapping[str, Any]) -> int:
     """The bytes the queue receives for `payload`: its UTF-8 JSON, base64-encoded."""
-    return 4 * -(-len(message_text(payload).encode()) // 3)
+    return _wire_size(message_text(payload))
+
+
+def _wire_size(text: str) -> int:
+    return 4 * -(-len(text.encode()) // 3)
 
 
 def fitting_message(build: Callable[[int | None], Mapping[str, Any]], longest: int) -> Mapping[str, Any]:
@@ -73,15 +77,6 @@ class QueueStore:
             raise ValueError("identity-based storage needs a credential")
         self._storage = storage
         self._credential = credential
-        self._options: dict[str, Any] = {
-            "connection_timeout": 10,
-            "read_timeout": 30,
-            "message_encode_policy": TextBase64EncodePolicy(),
-            "message_decode_policy": TextBase64DecodePolicy(),
-            "retry_policy": ExponentialRetry(
-                initial_backoff=1, increment_base=2, retry_total=3, random_jitter_range=1
-            ),
-        }
         self._connection_verify = connection_verify
         self._queues: dict[str, QueueClient] = {}
         self._ready: set[str] = set()
@@ -90,11 +85,12 @@ class QueueStore:
     def _queue(self, name: str) -> QueueClient:
         """A client per queue, built with our options (get_queue_client would drop the encoding)."""
         if name not in self._queues:
-            options = dict(self._options)
-            if self._connection_verify is not None:
-                options["transport"] = aiohttp_transport(
-                    self._connection_verify, connection_timeout=10, read_timeout=30
-                )
+            options: dict[str, Any] = {
+                "message_encode_policy": TextBase64EncodePolicy(),
+                "message_decode_policy": TextBase64DecodePolicy(),
+                "retry_policy": ExponentialRetry(**STORAGE_RETRY),
+                **connection_options(self._connection_verify, read_timeout=30),
+            }
             if self._storage.connection_string is not None:
                 client = QueueClient.from_connection_string(self._storage.connection_string, name, **options)
             else:
@@ -123,15 +119,14 @@ class QueueStore:
 
     async def send(self, queue: str, payload: Mapping[str, Any], *, delay_seconds: float = 0) -> SentMessage:
         """Send JSON, visible after `delay_seconds` (the grace period of a job in progress)."""
-        if message_size(payload) > MAX_MESSAGE_BYTES:
+        text = message_text(payload)
+        if _wire_size(text) > MAX_MESSAGE_BYTES:
             raise ValueError(f"a message for {queue} is larger than a queue message may be")
         await self._ensure(queue)
         visibility = min(MAX_VISIBILITY_SECONDS, max(0, round(delay_seconds)))
         try:
             self.operations += 1
-            sent = await self._queue(queue).send_message(
-                message_text(payload), visibility_timeout=visibility or None
-            )
+            sent = await self._queue(queue).send_message(text, visibility_timeout=visibility or None)
         except AzureError as error:
             raise _queue_error("send a queue message", error) from None
         return SentMessage(queue, str(sent.id), str(sent.pop_receipt))

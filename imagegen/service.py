@@ -61,7 +61,6 @@ IDEMPOTENCY_NAMESPACE = uuid.UUID("5b0c7e2a-8f0b-4f0e-9d55-2f6b1f1e9a10")
 # A job message becomes visible this long after its lease would lapse, so a live owner renews first.
 GRACE_MARGIN_SECONDS = 5.0
 EXISTING_JOB_POLL_SECONDS = (0.1, 0.2, 0.4, 0.8, 1.0)
-# A queue message holds 64 KiB, base64-encoded: records larger than this travel as an id only.
 
 
 class ImageGenerator(Protocol):
@@ -196,12 +195,15 @@ class ImageService:
 
     # --- submitting --------------------------------------------------------------------------
 
-    def _new_job(self, submission: Submission, job_id: str, status: JobStatus) -> Job:
+    def _new_job(self, submission: Submission, status: JobStatus) -> Job:
+        """Same Idempotency-Key → same job id (a UUIDv5 of the key's hash), so the record's
+        create-if-absent is the lock; without a key, a random id."""
         key_hash = (
             hashlib.sha256(submission.idempotency_key.encode()).hexdigest()
-            if submission.idempotency_key
+            if submission.idempotency_key is not None
             else None
         )
+        job_id = str(uuid.uuid5(IDEMPOTENCY_NAMESPACE, key_hash)) if key_hash else str(uuid.uuid4())
         return Job.new(
             submission.request,
             now=self._clock(),
@@ -213,17 +215,9 @@ class ImageService:
             api_base=submission.api_base,
         )
 
-    @staticmethod
-    def job_id_for(submission: Submission) -> str:
-        """Same Idempotency-Key → same job id, so the record's create-if-absent is the lock."""
-        if submission.idempotency_key is None:
-            return str(uuid.uuid4())
-        key_hash = hashlib.sha256(submission.idempotency_key.encode()).hexdigest()
-        return str(uuid.uuid5(IDEMPOTENCY_NAMESPACE, key_hash))
-
     async def submit_async(self, submission: Submission) -> Job:
         """Record the job and queue it for a worker at once (Prefer: respond-async, queue input)."""
-        job = self._new_job(submission, self.job_id_for(submission), JobStatus.QUEUED)
+        job = self._new_job(submission, JobStatus.QUEUED)
         try:
             etag = await self.jobs.create(job)
         except BlobAlreadyExists:
@@ -242,9 +236,7 @@ class ImageService:
     async def submit_and_wait(self, submission: Submission, wait_seconds: float) -> Job:
         """Record the job, back it with a delayed message, run it here; answer when done or at the wait."""
         started = self._monotonic()
-        now = self._clock()
-        job = self._new_job(submission, self.job_id_for(submission), JobStatus.RUNNING)
-        job = job.leased(self.instance_id, now + self._lease, now, new_run=True)
+        job = self._leased(self._new_job(submission, JobStatus.RUNNING))
         # The record and its backing message are written together (one round trip, not two); both
         # exist before the upstream call. A message whose record was never written is dropped.
         created, sent = await asyncio.gather(
@@ -395,6 +387,11 @@ class ImageService:
             except StorageError:
                 log.warning("job %s: could not renew its lease; retrying", handle.job.id)
 
+    def _leased(self, job: Job) -> Job:
+        """`job` as a new run of this instance, leased for JOB_LEASE_SECONDS from now."""
+        now = self._clock()
+        return job.leased(self.instance_id, now + self._lease, now)
+
     def _renewed(self, current: Job) -> Job:
         now = self._clock()
         return replace(current, lease_until=now + self._lease, updated_at=now)
@@ -438,8 +435,7 @@ class ImageService:
             and not sent.job.status.terminal
             and not sent.job.attempts
         ):
-            now = self._clock()
-            leased = sent.job.leased(self.instance_id, now + self._lease, now, new_run=True)
+            leased = self._leased(sent.job)
             try:
                 etag = await self.jobs.write_if_unchanged(leased, etag=sent.etag)
             except BlobChanged:
@@ -468,7 +464,7 @@ class ImageService:
             log.warning(
                 "job %s resumed: its previous worker stopped renewing (attempt %d)", job.id, job.attempts + 1
             )
-        leased = job.leased(self.instance_id, now + self._lease, now, new_run=True)
+        leased = self._leased(job)
         try:
             etag = await self.jobs.write_if_unchanged(leased, etag=versioned.etag)
         except BlobChanged:

@@ -8,7 +8,7 @@ so every call pays a TLS handshake. Building the context once avoids that.
 from __future__ import annotations
 
 import ssl
-from typing import TypedDict
+from typing import Any, TypedDict
 
 import aiohttp
 from azure.core.pipeline.transport import AioHttpTransport
@@ -46,6 +46,29 @@ class _OneContextTransport(AioHttpTransport):  # type: ignore[misc]  # azure-cor
                 trust_env=False,
             )
         await super().open()
+
+
+# The storage clients' retries: few and short, so a job fails over to its queue message instead of
+# waiting out a long outage (both ExponentialRetry classes take these).
+class StorageRetryOptions(TypedDict):
+    initial_backoff: int
+    increment_base: int
+    retry_total: int
+    random_jitter_range: int
+
+
+STORAGE_RETRY = StorageRetryOptions(initial_backoff=1, increment_base=2, retry_total=3, random_jitter_range=1)
+CONNECTION_TIMEOUT_SECONDS = 10
+
+
+def connection_options(connection_verify: str | None, *, read_timeout: int) -> dict[str, Any]:
+    """Timeouts for an SDK client: on its default transport, or on ours when a CA file is given."""
+    if connection_verify is None:
+        return {"connection_timeout": CONNECTION_TIMEOUT_SECONDS, "read_timeout": read_timeout}
+    transport = aiohttp_transport(
+        connection_verify, connection_timeout=CONNECTION_TIMEOUT_SECONDS, read_timeout=read_timeout
+    )
+    return {"transport": transport}
 
 
 def aiohttp_transport(ca_file: str, *, connection_timeout: int, read_timeout: int) -> AioHttpTransport:

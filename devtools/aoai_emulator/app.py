@@ -13,7 +13,7 @@ from typing import Any
 from aiohttp import web
 
 from devtools.aoai_emulator.admin import add_admin_routes
-from devtools.aoai_emulator.errors import ApiError
+from devtools.aoai_emulator.errors import ApiError, resource_not_found
 from devtools.aoai_emulator.handlers import ENTRY_KEY, TRUNCATE_KEY, Handlers, ResetConnection
 from devtools.aoai_emulator.state import Config, EmulatorState
 
@@ -88,7 +88,7 @@ def create_app(config: Config | None = None, *, api_key: str | None = None) -> w
                 _record(state, entry, started)
             raise
         except web.HTTPNotFound:
-            response = ApiError(404, "404", "Resource not found").response()
+            response = resource_not_found().response()
         except web.HTTPMethodNotAllowed:
             response = ApiError(
                 405, "405", f"The HTTP method {request.method} is not supported here."

@@ -15,7 +15,14 @@ from typing import Any
 from aiohttp import web
 
 from devtools.aoai_emulator.auth import AuthError, authenticate
-from devtools.aoai_emulator.errors import ApiError, deployment_not_found, invalid, rate_limited, server_error
+from devtools.aoai_emulator.errors import (
+    ApiError,
+    deployment_not_found,
+    invalid,
+    rate_limited,
+    resource_not_found,
+    server_error,
+)
 from devtools.aoai_emulator.faults import PathKind
 from devtools.aoai_emulator.images import CONTENT_TYPES, EXTENSIONS, render_image
 from devtools.aoai_emulator.models import LEGACY, ImageRequest, rules_for_model, usage, validate
@@ -47,10 +54,6 @@ class ResetConnection(Exception):
 def format_seconds(value: float) -> str:
     """`retry-after` value: whole seconds as an integer, fractions kept when configured."""
     return str(int(value)) if float(value).is_integer() else f"{value:g}"
-
-
-def _not_found() -> ApiError:
-    return ApiError(404, "404", "Resource not found")
 
 
 def entry(request: web.Request) -> dict[str, Any]:
@@ -161,7 +164,7 @@ class Handlers:
         log.update(dialect="deployments", kind="generate")
         api_version = request.query.get("api-version", "")
         if not _DATED_VERSION.match(api_version) or api_version < FIRST_SYNC_IMAGES_VERSION:
-            raise _not_found()
+            raise resource_not_found()
         deployment = request.match_info["deployment"]
         log["deployment"] = deployment
         self._authenticate(request)
@@ -248,7 +251,7 @@ class Handlers:
     def _legacy_version(request: web.Request) -> str:
         api_version = request.query.get("api-version", "")
         if api_version not in LEGACY_API_VERSIONS:
-            raise _not_found()
+            raise resource_not_found()
         return api_version
 
     async def legacy_submit(self, request: web.Request) -> web.Response:

@@ -11,6 +11,7 @@ from typing import Any
 from devtools.aoai_emulator.faults import FaultQueue
 from devtools.aoai_emulator.images import IMAGE_DETAILS, ImageDetail
 from devtools.aoai_emulator.models import ImageRequest, rules_for_model
+from devtools.aoai_emulator.safety import CATEGORIES
 
 DEFAULT_DEPLOYMENTS: dict[str, str] = {
     "gpt-image-1": "gpt-image-1",
@@ -66,7 +67,6 @@ _SECONDS = {
     "result_ttl_seconds",
     "hang_seconds",
 }
-_CATEGORIES = ("hate", "self_harm", "sexual", "violence")
 
 
 def _check(name: str, value: object) -> object:
@@ -85,8 +85,8 @@ def _check(name: str, value: object) -> object:
             raise ConfigError(f"{name} must be a list of non-empty strings")
         return list(value)
     if name == "content_filter_category":
-        if value not in _CATEGORIES:
-            raise ConfigError(f"content_filter_category must be one of {list(_CATEGORIES)}")
+        if value not in CATEGORIES:
+            raise ConfigError(f"content_filter_category must be one of {list(CATEGORIES)}")
         return value
     if name == "image_detail":
         if value not in IMAGE_DETAILS:

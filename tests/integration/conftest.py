@@ -18,7 +18,18 @@ from devtools.services import (
 )
 from devtools.stack import LocalStack, start_local_stack
 
-pytestmark = pytest.mark.integration
+# A short upstream deadline, so throttling and hangs end quickly. One definition: every module that
+# asks StackFactory for these options shares one stack.
+FAULT_SETTINGS = {"UPSTREAM_TIMEOUT_SECONDS": "4", "MAX_WAIT_SECONDS": "10"}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Every test under tests/integration carries the `integration` marker (a conftest's pytestmark
+    does not reach the modules it serves)."""
+    here = Path(__file__).parent
+    for item in items:
+        if item.path.is_relative_to(here):
+            item.add_marker(pytest.mark.integration)
 
 
 @pytest.fixture(scope="session")

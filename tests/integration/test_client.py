@@ -20,7 +20,7 @@ from imagegen.client import (
     ThrottledError,
     WaitTimeoutError,
 )
-from tests.integration.conftest import StackFactory
+from tests.integration.conftest import FAULT_SETTINGS, StackFactory
 from tests.integration.test_durable_jobs import DURABLE_SETTINGS, FAST_DEVHOST
 from tests.integration.test_function_app import Api, _api
 
@@ -78,7 +78,7 @@ def test_failures_raise_typed_errors(
 
 
 def test_throttling_raises_with_retry_after(stacks: StackFactory) -> None:
-    api = _api(stacks(setting_overrides={"UPSTREAM_TIMEOUT_SECONDS": "4", "MAX_WAIT_SECONDS": "10"}))
+    api = _api(stacks(setting_overrides=FAULT_SETTINGS))
     api.emulator("POST", "faults", {"kind": "429", "count": 20, "retry_after": 2})
     with pytest.raises(ThrottledError) as caught:
         ImageGenClient(api.base, api.stack.function_key, verify=api.ca).generate("busy")

@@ -516,9 +516,7 @@ def test_a_resumed_job_does_not_upload_a_stored_image_again(crash_legacy_stack: 
         metadata={"job_id": job.id, "index": "0"},
     )
     etag = stored.get_blob_properties().etag
-    crashed = job.leased(
-        "dead-instance", now - timedelta(seconds=1), now - timedelta(seconds=40), new_run=True
-    )
+    crashed = job.leased("dead-instance", now - timedelta(seconds=1), now - timedelta(seconds=40))
     crashed = Job(**{**crashed.__dict__, "operation_url": operation_url})
     with contextlib.suppress(ResourceExistsError):
         blobs.create_container("jobs")

@@ -19,7 +19,7 @@ from azure.storage.blob import BlobServiceClient
 
 from devtools.procs import ProcessStartError
 from devtools.stack import LocalStack, start_local_stack
-from tests.integration.conftest import StackFactory
+from tests.integration.conftest import FAULT_SETTINGS, StackFactory
 from tests.integration.waiting import wait_until
 
 PROBE_TIMEOUT_SECONDS = 10  # a health probe gives up after seconds, not minutes
@@ -82,7 +82,7 @@ def identity_api(stacks: StackFactory) -> Api:
 @pytest.fixture
 def fault_api(stacks: StackFactory) -> Api:
     """Short upstream deadline so that throttling and hangs end quickly."""
-    return _api(stacks(setting_overrides={"UPSTREAM_TIMEOUT_SECONDS": "4", "MAX_WAIT_SECONDS": "10"}))
+    return _api(stacks(setting_overrides=FAULT_SETTINGS))
 
 
 @pytest.fixture

@@ -19,12 +19,12 @@ import requests
 from openapi_spec_validator import OpenAPIV2SpecValidator, validate
 
 from devtools.stack import LocalStack, start_local_stack
-from tests.integration.conftest import StackFactory
-from tests.integration.test_durable_jobs import DURABLE_SETTINGS, FAST_DEVHOST, queue, wait_until
+from tests.integration.conftest import FAULT_SETTINGS, StackFactory
+from tests.integration.test_durable_jobs import DURABLE_SETTINGS, FAST_DEVHOST, queue
 from tests.integration.test_function_app import Api, _api
+from tests.integration.waiting import wait_until
 
 CONNECTOR = Path(__file__).resolve().parents[2] / "connector"
-FAULT_SETTINGS = {"UPSTREAM_TIMEOUT_SECONDS": "4", "MAX_WAIT_SECONDS": "10"}  # as test_function_app
 
 
 def served(api: Api) -> dict[str, Any]:
@@ -188,10 +188,6 @@ def _fault(api: Api, fault: dict[str, Any], prompt: str) -> requests.Response:
 THROTTLED = {"kind": "429", "count": 20, "retry_after": 2}
 BROKEN = {"kind": "500", "count": 20}
 HANG = {"kind": "hang", "count": 1, "hang_seconds": 30}
-
-
-def _post_json(api: Api, body: Any, headers: dict[str, str]) -> requests.Response:
-    return api.post(body, headers=headers)
 
 
 @dataclass(frozen=True)

@@ -19,14 +19,12 @@ from urllib.parse import urlsplit
 import pytest
 import requests
 
-from tests.integration.conftest import StackFactory
+from tests.integration.conftest import FAULT_SETTINGS, StackFactory
 from tests.integration.test_function_app import Api, _api
 
 REPO = Path(__file__).resolve().parents[2]
 SCRIPT = Path(__file__).with_name("playground_e2e.mjs")
 CHROMIUM = Path("/usr/bin/chromium")
-# The same options as test_function_app's fault_api, so a full run shares that stack.
-FAULT_SETTINGS = {"UPSTREAM_TIMEOUT_SECONDS": "4", "MAX_WAIT_SECONDS": "10"}
 
 
 @pytest.fixture(scope="module")

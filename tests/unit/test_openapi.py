@@ -208,6 +208,7 @@ async def test_serve_takes_host_and_scheme_from_the_request(monkeypatch: pytest.
         webhook_secret = None
 
     monkeypatch.setattr(openapi, "get_settings", lambda: FakeSettings())
+    openapi._served_text.cache_clear()  # built once per host and scheme: drop what other settings built
     request = func.HttpRequest("GET", "http://127.0.0.1:7071/api/openapi.json", body=b"")
     response = await openapi.serve(request)
     assert response.status_code == 200
