@@ -11,6 +11,7 @@ second paid generation. Failures raise one ApiError subclass per error code of t
 
 from __future__ import annotations
 
+import math
 import time
 import uuid
 from collections.abc import Callable, Mapping
@@ -367,7 +368,9 @@ def _has_job(response: requests.Response) -> bool:
 
 
 def _retry_after(response: requests.Response) -> float | None:
+    """Seconds to wait, when the header is a finite, non-negative number (a proxy may rewrite it)."""
     try:
-        return float(response.headers["Retry-After"])
+        seconds = float(response.headers["Retry-After"])
     except (KeyError, ValueError):
         return None
+    return seconds if math.isfinite(seconds) and seconds >= 0 else None
