@@ -103,7 +103,7 @@ def _measure(client: StackClient) -> dict[str, Any]:
         "setup": {
             "storage_mode": "identity",
             "api_style": "deployments",
-            "model": "gpt-image-1",
+            "model": "gpt-image-2",
             "request": "1024x1024 png, n=1",
             "emulator_latency_s": LATENCY_SECONDS,
             "warm_up_requests": WARM_UP,

@@ -6,12 +6,36 @@ range for the configured model are the caller's error (400), not Azure's.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from imagegen.errors import InvalidRequest
 from imagegen.jsontext import NotJson, parse_json
+
+
+@dataclass(frozen=True)
+class CustomSize:
+    """A size rule instead of a list (gpt-image-2): any WxH within these bounds."""
+
+    multiple_of: int
+    max_edge: int
+    max_ratio: float
+    min_pixels: int
+    max_pixels: int
+
+    def problem(self, width: int, height: int) -> str | None:
+        """Why WxH breaks the rule, or None."""
+        if width % self.multiple_of or height % self.multiple_of:
+            return f"both edges must be multiples of {self.multiple_of}"
+        if max(width, height) > self.max_edge:
+            return f"the long edge must be at most {self.max_edge} pixels"
+        if max(width, height) > self.max_ratio * min(width, height):
+            return f"the aspect ratio must be at most {self.max_ratio:g}:1"
+        if not self.min_pixels <= width * height <= self.max_pixels:
+            return f"the total pixel count must be between {self.min_pixels:,} and {self.max_pixels:,}"
+        return None
 
 
 @dataclass(frozen=True)
@@ -22,34 +46,52 @@ class ModelRules:
     sizes: tuple[str, ...]
     default_size: str
     qualities: tuple[str, ...] = ()
+    default_quality: str | None = None
     styles: tuple[str, ...] = ()
     backgrounds: tuple[str, ...] = ()
     output_formats: tuple[str, ...] = ("png",)
     supports_compression: bool = False
     # gpt-image models always answer base64; dall-e models answer what response_format asks.
     sends_response_format: bool = True
+    custom_size: CustomSize | None = None  # sizes are then presets, not the whole list
+    takes_user: bool = False
 
 
-GPT_IMAGE = ModelRules(
-    name="gpt-image-1",
-    max_prompt_chars=32000,
-    max_n=10,
+# Documented in articles/foundry/openai/how-to/dall-e.md (04/17/2026); see docs/models.md.
+GPT_IMAGE_2_SIZE = CustomSize(
+    multiple_of=16, max_edge=3840, max_ratio=3.0, min_pixels=655_360, max_pixels=8_294_400
+)
+_GPT_IMAGE_COMMON: dict[str, Any] = {
+    "max_prompt_chars": 32000,
+    "max_n": 10,
+    "qualities": ("low", "medium", "high"),
+    "backgrounds": ("transparent", "opaque", "auto"),
+    "output_formats": ("png", "jpeg"),  # Azure does not serve webp
+    "supports_compression": True,
+    "sends_response_format": False,
+    "takes_user": True,
+}
+GPT_IMAGE_2 = ModelRules(
+    name="gpt-image-2",
+    sizes=("1024x1024", "1024x1536", "1536x1024", "2048x2048", "2048x1152", "3840x2160", "auto"),
+    default_size="1024x1024",
+    default_quality="high",
+    custom_size=GPT_IMAGE_2_SIZE,
+    **_GPT_IMAGE_COMMON,
+)
+GPT_IMAGE_1_5 = ModelRules(
+    name="gpt-image-1.5",
     sizes=("1024x1024", "1024x1536", "1536x1024", "auto"),
     default_size="1024x1024",
-    qualities=("low", "medium", "high", "auto"),
-    backgrounds=("transparent", "opaque", "auto"),
-    output_formats=("png", "jpeg", "webp"),
-    supports_compression=True,
-    sends_response_format=False,
+    default_quality="high",
+    **_GPT_IMAGE_COMMON,
 )
-DALL_E_3 = ModelRules(
-    name="dall-e-3",
-    max_prompt_chars=4000,
-    max_n=1,
-    sizes=("1024x1024", "1792x1024", "1024x1792"),
+GPT_IMAGE_1_MINI = ModelRules(
+    name="gpt-image-1-mini",
+    sizes=("1024x1024", "1024x1536", "1536x1024", "auto"),
     default_size="1024x1024",
-    qualities=("standard", "hd"),
-    styles=("vivid", "natural"),
+    default_quality="medium",
+    **_GPT_IMAGE_COMMON,
 )
 DALL_E_2 = ModelRules(
     name="dall-e-2",
@@ -58,18 +100,18 @@ DALL_E_2 = ModelRules(
     sizes=("256x256", "512x512", "1024x1024"),
     default_size="1024x1024",
 )
+MODEL_RULES: dict[str, ModelRules] = {
+    rules.name: rules for rules in (GPT_IMAGE_2, GPT_IMAGE_1_5, GPT_IMAGE_1_MINI, DALL_E_2)
+}
+WEBP_REFUSED = "Azure OpenAI does not serve webp images; use png or jpeg"
 
 
 def rules_for_model(model: str) -> ModelRules:
-    """gpt-image-1, gpt-image-1-mini, gpt-image-1.5 … share rules; so do the dall-e generations."""
-    name = model.lower()
-    if name.startswith("gpt-image"):
-        return GPT_IMAGE
-    if name.startswith("dall-e-3"):
-        return DALL_E_3
-    if name.startswith("dall-e-2"):
-        return DALL_E_2
-    raise ValueError(f"unknown image model {model!r}")
+    """The rules of a model Azure serves (by its model name, as deployed)."""
+    try:
+        return MODEL_RULES[model.lower()]
+    except KeyError:
+        raise ValueError(f"unknown image model {model!r}") from None
 
 
 MAX_METADATA_KEYS = 10
@@ -85,9 +127,11 @@ REQUEST_FIELDS = (
     "background",
     "output_format",
     "output_compression",
+    "user",
     "metadata",
 )
-CONTENT_TYPES = {"png": "image/png", "jpeg": "image/jpeg", "webp": "image/webp"}
+MAX_USER_CHARS = 256
+CONTENT_TYPES = {"png": "image/png", "jpeg": "image/jpeg"}
 
 
 @dataclass(frozen=True)
@@ -102,6 +146,7 @@ class ImageRequest:
     background: str | None = None
     output_format: str = "png"
     output_compression: int | None = None
+    user: str | None = None
     metadata: Mapping[str, str] = field(default_factory=dict)
 
     def to_record(self) -> dict[str, Any]:
@@ -116,7 +161,7 @@ class ImageRequest:
     def upstream_body(self, rules: ModelRules) -> dict[str, Any]:
         """Parameters passed to Azure OpenAI (only those this model understands)."""
         body: dict[str, Any] = {"prompt": self.prompt, "n": self.n, "size": self.size}
-        for name in ("quality", "style", "background", "output_compression"):
+        for name in ("quality", "style", "background", "output_compression", "user"):
             value = getattr(self, name)
             if value is not None:
                 body[name] = value
@@ -169,13 +214,21 @@ def validate_image_request(document: Mapping[str, Any], rules: ModelRules) -> Im
     if not 1 <= n <= rules.max_n:
         raise InvalidRequest(f"'n' must be between 1 and {rules.max_n} for {rules.name}", field="n")
 
-    size = _choice(document, "size", rules.sizes, rules) or rules.default_size
+    size = _size(document.get("size"), rules)
     quality = _choice(document, "quality", rules.qualities, rules)
     style = _choice(document, "style", rules.styles, rules)
     background = _choice(document, "background", rules.backgrounds, rules)
+    if isinstance(document.get("output_format"), str) and document["output_format"].lower() == "webp":
+        raise InvalidRequest(f"'output_format' webp: {WEBP_REFUSED}", field="output_format")
     output_format = _choice(document, "output_format", rules.output_formats, rules) or "png"
     if background == "transparent" and output_format == "jpeg":
-        raise InvalidRequest("a transparent background needs output_format png or webp", field="background")
+        raise InvalidRequest("a transparent background needs output_format png", field="background")
+    user = document.get("user")
+    if user is not None:
+        if not rules.takes_user:
+            raise InvalidRequest(f"'user' is not supported by {rules.name}", field="user")
+        if not isinstance(user, str) or not 1 <= len(user) <= MAX_USER_CHARS or not user.isprintable():
+            raise InvalidRequest(f"'user' must be 1-{MAX_USER_CHARS} printable characters", field="user")
 
     compression = document.get("output_compression")
     if compression is not None:
@@ -188,9 +241,7 @@ def validate_image_request(document: Mapping[str, Any], rules: ModelRules) -> Im
                 "'output_compression' must be an integer from 0 to 100", field="output_compression"
             )
         if output_format == "png":
-            raise InvalidRequest(
-                "'output_compression' applies to jpeg and webp only", field="output_compression"
-            )
+            raise InvalidRequest("'output_compression' applies to jpeg only", field="output_compression")
 
     return ImageRequest(
         prompt=prompt,
@@ -201,8 +252,31 @@ def validate_image_request(document: Mapping[str, Any], rules: ModelRules) -> Im
         background=background,
         output_format=output_format,
         output_compression=compression,
+        user=user,
         metadata=_metadata(document.get("metadata")),
     )
+
+
+_SIZE = re.compile(r"^([1-9][0-9]{0,4})x([1-9][0-9]{0,4})$")
+
+
+def _size(value: Any, rules: ModelRules) -> str:
+    """A listed size, or (for a model with a size rule) any WxH within the rule."""
+    if value is None:
+        return rules.default_size
+    if rules.custom_size is None or not isinstance(value, str) or value in rules.sizes:
+        return _choice({"size": value}, "size", rules.sizes, rules) or rules.default_size
+    match = _SIZE.match(value)
+    if match is None:
+        raise InvalidRequest(
+            f"'size' must be auto or WIDTHxHEIGHT in pixels (e.g. 2048x1152) for {rules.name}", field="size"
+        )
+    problem = rules.custom_size.problem(int(match.group(1)), int(match.group(2)))
+    if problem is not None:
+        raise InvalidRequest(
+            f"size {value}: {problem} for {rules.name}", field="size", details={"rule": problem}
+        )
+    return value
 
 
 def _choice(

@@ -156,7 +156,7 @@ class AzureOpenAIImages:
     def _sync_url(self) -> str:
         base = self._settings.openai_endpoint
         if self._settings.api_style is ApiStyle.V1:
-            return f"{base}/openai/v1/images/generations"
+            return f"{base}/openai/v1/images/generations?api-version={self._settings.api_version}"
         return (
             f"{base}/openai/deployments/{self._settings.deployment}/images/generations"
             f"?api-version={self._settings.api_version}"

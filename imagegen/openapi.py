@@ -44,6 +44,7 @@ from imagegen.models import (
     MAX_METADATA_KEY_CHARS,
     MAX_METADATA_KEYS,
     MAX_METADATA_VALUE_CHARS,
+    MAX_USER_CHARS,
     REQUEST_FIELDS,
     ModelRules,
     rules_for_model,
@@ -98,6 +99,33 @@ def _request_property(name: str, rules: ModelRules) -> Schema | None:
             "x-ms-summary": "Number of Images",
             "x-ms-visibility": "advanced",
         }
+    if name == "size" and rules.custom_size is not None:
+        rule = rules.custom_size
+        return {
+            "type": "string",
+            "pattern": r"^(auto|[1-9][0-9]{0,4}x[1-9][0-9]{0,4})$",
+            "default": rules.default_size,
+            "x-ms-editor": "dropdown",
+            "x-ms-editor-options": {"items": list(rules.sizes)},
+            "description": (
+                f"auto, or WIDTHxHEIGHT in pixels for {rules.name}: both edges multiples of {rule.multiple_of}, "
+                f"long edge at most {rule.max_edge}, aspect ratio at most {rule.max_ratio:g}:1, "
+                f"{rule.min_pixels:,}-{rule.max_pixels:,} pixels (e.g. {', '.join(rules.sizes[:-1])})."
+            ),
+            "x-ms-summary": "Size",
+            "x-ms-visibility": "advanced",
+        }
+    if name == "user":
+        if not rules.takes_user:
+            return None
+        return {
+            "type": "string",
+            "minLength": 1,
+            "maxLength": MAX_USER_CHARS,
+            "description": "An id of your end user, passed to Azure OpenAI for abuse monitoring.",
+            "x-ms-summary": "End User",
+            "x-ms-visibility": "advanced",
+        }
     if name in choices:
         allowed = choices[name]
         if not allowed:
@@ -111,7 +139,7 @@ def _request_property(name: str, rules: ModelRules) -> Schema | None:
             "size": "Width x height in pixels.",
             "quality": "Rendering quality.",
             "style": "Vivid (hyper-real, dramatic) or natural.",
-            "background": "Background of the image; transparent needs output_format png or webp.",
+            "background": "Background of the image; transparent needs output_format png.",
             "output_format": "File format of the stored images.",
         }[name]
         schema["x-ms-summary"] = {
@@ -131,7 +159,7 @@ def _request_property(name: str, rules: ModelRules) -> Schema | None:
             "format": "int32",
             "minimum": 0,
             "maximum": 100,
-            "description": "Compression level (0-100) for jpeg and webp output; not allowed with png.",
+            "description": "Compression level (0-100) for jpeg output; not allowed with png.",
             "x-ms-summary": "Output Compression",
             "x-ms-visibility": "advanced",
         }
@@ -662,7 +690,7 @@ def main(argv: Sequence[str] | None = None, write: Callable[[str], object] = sys
     )
     parser.add_argument("--host", default=DEFAULT_CONNECTOR_HOST, help="e.g. myapp.azurewebsites.net")
     parser.add_argument("--scheme", default="https", choices=("https", "http"))
-    parser.add_argument("--model", default="gpt-image-1", help="AZURE_OPENAI_MODEL of the deployment")
+    parser.add_argument("--model", default="gpt-image-2", help="AZURE_OPENAI_MODEL of the deployment")
     parser.add_argument(
         "--no-webhooks", action="store_true", help="the app has no WEBHOOK_SECRET (no callback_url)"
     )

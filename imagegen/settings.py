@@ -6,15 +6,20 @@ compares them). A missing or malformed setting raises SettingsError naming it, a
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
 from enum import StrEnum
 from functools import cache
 from urllib.parse import urlsplit
 
+from imagegen.catalog import Lifecycle, lifecycle_of, retirement_message
 from imagegen.errors import SettingsError
 from imagegen.models import rules_for_model
+
+log = logging.getLogger(__name__)
 
 # Names of environment variables / app settings.
 ENV_OPENAI_ENDPOINT = "AZURE_OPENAI_ENDPOINT"
@@ -78,8 +83,11 @@ QUEUE_IMAGE_RESULTS = "image-results"
 DEFAULT_IMAGES_CONTAINER = "images"
 DEFAULT_JOBS_CONTAINER = "jobs"
 
-DEFAULT_OPENAI_SCOPE = "https://cognitiveservices.azure.com/.default"
-DEFAULT_MODEL = "gpt-image-1"
+# The image how-to's scope for gpt-image models (articles/foundry/openai/how-to/dall-e.md, 04/17/2026).
+DEFAULT_OPENAI_SCOPE = "https://ai.azure.com/.default"
+# The scope Azure OpenAI has always accepted; the legacy dialect keeps it.
+COGNITIVE_SERVICES_SCOPE = "https://cognitiveservices.azure.com/.default"
+DEFAULT_MODEL = "gpt-image-2"
 LEGACY_MODEL = "dall-e-2"  # the only model the :submit API serves
 MAX_SAS_TTL_MINUTES = 7 * 24 * 60
 # The Azure front end cuts HTTP requests at 230 s; leave room for storage work and the answer.
@@ -142,7 +150,7 @@ class Settings:
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Settings:
         reader = _Reader(env)
-        style_text = reader.optional(ENV_OPENAI_API_STYLE) or ApiStyle.DEPLOYMENTS.value
+        style_text = reader.optional(ENV_OPENAI_API_STYLE) or ApiStyle.V1.value
         try:
             style = ApiStyle(style_text.lower())
         except ValueError:
@@ -151,10 +159,15 @@ class Settings:
             ) from None
         default_model = LEGACY_MODEL if style is ApiStyle.LEGACY else DEFAULT_MODEL
         model = (reader.optional(ENV_OPENAI_MODEL) or default_model).lower()
+        lifecycle = lifecycle_of(model)
+        if style is not ApiStyle.LEGACY and lifecycle is not None and lifecycle.is_retired(_today()):
+            raise SettingsError(ENV_OPENAI_MODEL, retirement_message(lifecycle))
         try:
             rules_for_model(model)
         except ValueError:
             raise SettingsError(ENV_OPENAI_MODEL, f"names an unknown image model {model!r}") from None
+        if lifecycle is not None and lifecycle.retires_soon(_today()):
+            _warn_retirement_once(lifecycle)
         if style is ApiStyle.LEGACY and not model.startswith(LEGACY_MODEL):
             raise SettingsError(ENV_OPENAI_MODEL, "must be dall-e-2 with the legacy API style")
         deployment = reader.optional(ENV_OPENAI_DEPLOYMENT)
@@ -168,7 +181,8 @@ class Settings:
             deployment=deployment or "",
             model=model,
             api_version=reader.optional(ENV_OPENAI_API_VERSION) or DEFAULT_API_VERSIONS[style],
-            openai_scope=reader.optional(ENV_OPENAI_SCOPE) or DEFAULT_OPENAI_SCOPE,
+            openai_scope=reader.optional(ENV_OPENAI_SCOPE)
+            or (COGNITIVE_SERVICES_SCOPE if style is ApiStyle.LEGACY else DEFAULT_OPENAI_SCOPE),
             storage=_storage_settings(reader),
             api_key=reader.optional(ENV_OPENAI_API_KEY),
             client_id=reader.optional(ENV_CLIENT_ID),
@@ -183,6 +197,30 @@ class Settings:
             webhook_secret=reader.optional(ENV_WEBHOOK_SECRET),
             allow_local_webhooks=reader.flag(ENV_ALLOW_LOCAL_WEBHOOKS),
         )
+
+    @property
+    def lifecycle(self) -> Lifecycle | None:
+        return lifecycle_of(self.model)
+
+
+def _today() -> date:
+    return datetime.now(UTC).date()
+
+
+_warned: set[str] = set()
+
+
+def _warn_retirement_once(lifecycle: Lifecycle) -> None:
+    if lifecycle.model in _warned:
+        return
+    _warned.add(lifecycle.model)
+    log.warning(
+        "%s retires on %s (%s days from now); plan the move to %s",
+        lifecycle.model,
+        lifecycle.retires,
+        lifecycle.days_left(_today()),
+        lifecycle.replacement or "its successor",
+    )
 
 
 KEY_VAULT_REFERENCE_PREFIX = "@microsoft.keyvault("

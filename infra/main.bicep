@@ -45,11 +45,11 @@ param openAiExistingAccountName string = ''
 @description('Resource group of openAiExistingAccountName (same subscription); empty for the app resource group.')
 param openAiExistingResourceGroupName string = ''
 
-@description('Image model to deploy, e.g. gpt-image-1 or dall-e-3.')
-param openAiModelName string = 'gpt-image-1'
+@description('Image model to deploy: gpt-image-2 (default), gpt-image-1.5 or gpt-image-1-mini (see docs/models.md).')
+param openAiModelName string = 'gpt-image-2'
 
-@description('Model version to deploy.')
-param openAiModelVersion string = '2025-04-15'
+@description('Model version to deploy (gpt-image-2: 2026-04-21).')
+param openAiModelVersion string = '2026-04-21'
 
 @description('Deployment name; empty for the model name. With an existing account: its existing deployment.')
 param openAiDeploymentName string = ''
@@ -67,13 +67,13 @@ param openAiDeploymentCapacity int = 1
   'legacy'
 ])
 @description('Upstream dialect the app speaks (AZURE_OPENAI_API_STYLE).')
-param openAiApiStyle string = 'deployments'
+param openAiApiStyle string = 'v1'
 
 @description('api-version the app sends (AZURE_OPENAI_API_VERSION); empty for the default of openAiApiStyle.')
 param openAiApiVersion string = ''
 
 @description('Entra ID scope for Azure OpenAI tokens (AZURE_OPENAI_SCOPE).')
-param openAiScope string = 'https://cognitiveservices.azure.com/.default'
+param openAiScope string = 'https://ai.azure.com/.default'
 
 // ---------------------------------------------------------------- function app
 @allowed([

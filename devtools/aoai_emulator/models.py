@@ -31,6 +31,7 @@ class ModelRules:
     response_formats: tuple[str, ...] | None
     default_response_format: ResponseFormat
     output_options: bool  # background, output_format, output_compression, moderation
+    free_sizes: bool = False  # gpt-image-2: any WxH within its bounds, not a list
 
     @property
     def known_parameters(self) -> frozenset[str]:
@@ -58,6 +59,21 @@ GPT_IMAGE = ModelRules(
     response_formats=None,
     default_response_format="b64_json",
     output_options=True,
+)
+# gpt-image-2 (2026-04-21): its own size rule, quality defaults to high, no webp on Azure.
+GPT_IMAGE_2 = ModelRules(
+    family="gpt-image",
+    max_prompt=32000,
+    n_max=10,
+    sizes=("auto",),
+    default_size="auto",
+    qualities=("low", "medium", "high", "auto"),
+    default_quality="high",
+    styles=None,
+    response_formats=None,
+    default_response_format="b64_json",
+    output_options=True,
+    free_sizes=True,
 )
 DALL_E_3 = ModelRules(
     family="dall-e-3",
@@ -103,6 +119,8 @@ LEGACY = ModelRules(
 
 def rules_for_model(model: str) -> ModelRules | None:
     """Rules by model name (a deployment's model); None for a model that is not an image model."""
+    if model == "gpt-image-2":
+        return GPT_IMAGE_2
     if model.startswith("gpt-image"):
         return GPT_IMAGE
     if model == "dall-e-3":
@@ -214,7 +232,7 @@ def _output_options(body: dict[str, Any], rules: ModelRules) -> tuple[OutputForm
     if not rules.output_options:
         return "png", None, None
     output_format = cast(
-        OutputFormat, _supported(body.get("output_format", "png"), ("png", "jpeg", "webp"), "output_format")
+        OutputFormat, _supported(body.get("output_format", "png"), ("png", "jpeg"), "output_format")
     )
     background = _supported(body.get("background", "auto"), ("transparent", "opaque", "auto"), "background")
     if background == "transparent" and output_format == "jpeg":
@@ -256,7 +274,11 @@ def validate(body: object, rules: ModelRules, model: str) -> ImageRequest:
             raise invalid("unknown_parameter", f"Unknown parameter: '{name}'.", name)
     prompt = _prompt(body, rules)
     n = _integer(body["n"], "n", 1, rules.n_max) if body.get("n") is not None else 1
-    size = _supported(body.get("size", rules.default_size), rules.sizes, "size")
+    requested = body.get("size", rules.default_size)
+    if rules.free_sizes and isinstance(requested, str) and requested != "auto":
+        size = _free_size(requested)
+    else:
+        size = _supported(requested, rules.sizes, "size")
     if size == "auto":
         size = "1024x1024"
     width, height = (int(part) for part in size.split("x"))
@@ -297,6 +319,28 @@ def validate(body: object, rules: ModelRules, model: str) -> ImageRequest:
     )
 
 
+def _free_size(size: str) -> str:
+    """gpt-image-2's rule: edges multiples of 16, long edge <= 3840, ratio <= 3:1, 655,360-8,294,400 pixels."""
+    width_text, sep, height_text = size.partition("x")
+    if not sep or not width_text.isdigit() or not height_text.isdigit() or len(size) > 11:
+        raise invalid(
+            "invalid_value", f"Invalid value: '{size[:40]}'. Size must be 'auto' or WIDTHxHEIGHT.", "size"
+        )
+    width, height = int(width_text), int(height_text)
+    long, short = max(width, height), min(width, height)
+    if width % 16 or height % 16:
+        problem = "Both edges must be multiples of 16 pixels."
+    elif long > 3840:
+        problem = "The long edge must be at most 3840 pixels."
+    elif short == 0 or long > 3 * short:
+        problem = "The aspect ratio must not exceed 3:1."
+    elif not 655_360 <= width * height <= 8_294_400:
+        problem = "The total pixel count must be between 655,360 and 8,294,400."
+    else:
+        return size
+    raise invalid("invalid_value", f"Invalid size '{size}'. {problem}", "size")
+
+
 # gpt-image-1 output tokens per image by quality and size (square, then portrait/landscape).
 _OUTPUT_TOKENS = {"low": (272, 408), "medium": (1056, 1584), "high": (4160, 6240)}
 
@@ -306,7 +350,10 @@ def usage(request: ImageRequest) -> dict[str, Any]:
     text_tokens = max(1, len(request.prompt) // 4)
     quality = request.quality if request.quality in _OUTPUT_TOKENS else "medium"
     square, oblong = _OUTPUT_TOKENS[quality or "medium"]
-    output_tokens = (square if request.width == request.height else oblong) * request.n
+    per_image = square if request.width == request.height else oblong
+    # Larger images cost proportionally more tokens (the tables above are for about one megapixel).
+    scale = max(1.0, request.width * request.height / (1024 * 1536 if per_image == oblong else 1024 * 1024))
+    output_tokens = round(per_image * scale) * request.n
     return {
         "input_tokens": text_tokens,
         "input_tokens_details": {"image_tokens": 0, "text_tokens": text_tokens},

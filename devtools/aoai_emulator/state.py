@@ -14,6 +14,9 @@ from devtools.aoai_emulator.models import ImageRequest, rules_for_model
 from devtools.aoai_emulator.safety import CATEGORIES
 
 DEFAULT_DEPLOYMENTS: dict[str, str] = {
+    "gpt-image-2": "gpt-image-2",
+    "gpt-image-1.5": "gpt-image-1.5",
+    "gpt-image-1-mini": "gpt-image-1-mini",
     "gpt-image-1": "gpt-image-1",
     "dall-e-3": "dall-e-3",
     "dall-e-2": "dall-e-2",

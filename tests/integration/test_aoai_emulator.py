@@ -136,6 +136,30 @@ def test_openai_package_v1_dialect_with_managed_identity_token(
     assert (entry["dialect"], entry["auth"], entry["deployment"]) == ("v1", "bearer", "gpt-image-1")
 
 
+def test_openai_package_generates_with_gpt_image_2_at_a_free_size_on_the_v1_path(
+    aoai: AoaiEndpoint, msi_env: MsiEndpoint
+) -> None:
+    provider = get_bearer_token_provider(ManagedIdentityCredential(), "https://ai.azure.com/.default")
+    with httpx2.Client(verify=ssl.create_default_context(cafile=_ca(aoai))) as http_client:
+        client = OpenAI(
+            base_url=f"{aoai.endpoint}/openai/v1/",
+            api_key=provider(),
+            default_query={"api-version": "preview"},
+            http_client=http_client,
+        )
+        result = client.images.generate(
+            model="gpt-image-2",
+            prompt="a red fox in snow",
+            size="2048x1152",  # type: ignore[arg-type]  # the package's Literal predates gpt-image-2
+            quality="low",
+        )
+    assert result.data is not None
+    _assert_png(base64.b64decode(result.data[0].b64_json or ""), (2048, 1152))
+    assert result.usage is not None and result.usage.output_tokens > 0
+    [entry] = _admin(aoai, "GET", "requests")["requests"]
+    assert (entry["dialect"], entry["auth"], entry["deployment"]) == ("v1", "bearer", "gpt-image-2")
+
+
 def test_openai_package_dalle3_url_downloads(aoai: AoaiEndpoint) -> None:
     with httpx2.Client(verify=ssl.create_default_context(cafile=_ca(aoai))) as http_client:
         client = AzureOpenAI(

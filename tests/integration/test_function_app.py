@@ -193,7 +193,7 @@ def test_connection_string_mode_with_api_key(stacks: StackFactory) -> None:
         "status": "healthy",
         "checks": {"settings": "ok", "storage": "ok"},
         "api_style": "deployments",
-        "model": "gpt-image-1",
+        "model": "gpt-image-2",
         "auth": "api-key",
         "webhooks": "off",
     }

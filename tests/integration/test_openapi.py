@@ -174,7 +174,7 @@ def _poisoned(api: Api) -> tuple[dict[str, Any], str, str]:
 
 def _upstream_refused(api: Api) -> requests.Response:
     """Azure OpenAI answers 400 (here: the deployment is really dall-e-3, which takes n=1 only)."""
-    api.emulator("POST", "config", {"deployments": {"gpt-image-1": "dall-e-3"}})
+    api.emulator("POST", "config", {"deployments": {"gpt-image-2": "dall-e-3"}})
     response = api.post({"prompt": "two of them", "n": 2})
     assert response.json()["error"]["code"] == "invalid_request"
     return response

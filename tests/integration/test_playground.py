@@ -111,7 +111,7 @@ def test_the_page_is_anonymous_html_with_a_strict_csp(apis: dict[str, Api]) -> N
     # The page holds no secret: not the function key, not the storage account's.
     assert apis["main"].stack.function_key not in response.text
     assert "AccountKey" not in response.text
-    assert '"model":{"name":"gpt-image-1"' in response.text
+    assert '"model":{"name":"gpt-image-2"' in response.text
 
 
 def test_a_prompt_shows_its_images_and_links(browser_run: dict[str, Any], apis: dict[str, Api]) -> None:

@@ -58,21 +58,30 @@ async def test_gpt_image_answers_b64_png_and_usage(client: TestClient[Any, Any])
     assert "revised_prompt" not in body["data"][0]
 
 
-async def test_gpt_image_output_format_webp_transparent(client: TestClient[Any, Any]) -> None:
+async def test_gpt_image_output_format_webp_is_refused_as_on_azure(client: TestClient[Any, Any]) -> None:
     response = await client.post(
-        DEPLOY.format("gpt-image-1"),
-        json={
-            "prompt": "a fox",
-            "output_format": "webp",
-            "background": "transparent",
-            "output_compression": 20,
-        },
-        headers=AUTH,
+        DEPLOY.format("gpt-image-2"), json={"prompt": "a fox", "output_format": "webp"}, headers=AUTH
+    )
+    assert response.status == 400
+    error = (await response.json())["error"]
+    assert (error["code"], error["param"]) == ("invalid_value", "output_format")
+
+
+async def test_gpt_image_2_answers_a_free_size_and_refuses_one_outside_its_rule(
+    client: TestClient[Any, Any],
+) -> None:
+    response = await client.post(
+        DEPLOY.format("gpt-image-2"), json={"prompt": "a fox", "size": "2048x1152"}, headers=AUTH
     )
     body = await _json(response)
     with Image.open(io.BytesIO(base64.b64decode(body["data"][0]["b64_json"]))) as image:
-        assert image.format == "WEBP"
-        assert image.mode == "RGBA"
+        assert image.size == (2048, 1152)
+    assert body["usage"]["output_tokens"] > 4160  # more pixels than 1024x1024 at high quality
+    refused = await client.post(
+        DEPLOY.format("gpt-image-2"), json={"prompt": "a fox", "size": "1000x1000"}, headers=AUTH
+    )
+    assert refused.status == 400
+    assert "multiples of 16" in (await refused.json())["error"]["message"]
 
 
 async def test_dalle3_url_downloads_without_auth_and_has_revised_prompt(client: TestClient[Any, Any]) -> None:

@@ -167,12 +167,10 @@ def test_validate_fills_defaults_per_model() -> None:
 def test_validate_accepts_the_documented_extremes() -> None:
     assert validate({"prompt": "x" * 32000, "n": 10}, GPT_IMAGE, "m").n == 10
     assert validate({"prompt": "p", "size": "1536x1024", "quality": "high"}, GPT_IMAGE, "m").width == 1536
-    webp = validate(
-        {"prompt": "p", "output_format": "webp", "background": "transparent", "output_compression": 0},
-        GPT_IMAGE,
-        "m",
-    )
-    assert (webp.output_format, webp.background, webp.output_compression) == ("webp", "transparent", 0)
+    jpeg = validate({"prompt": "p", "output_format": "jpeg", "output_compression": 0}, GPT_IMAGE, "m")
+    assert (jpeg.output_format, jpeg.output_compression) == ("jpeg", 0)
+    with pytest.raises(ApiError):
+        validate({"prompt": "p", "output_format": "webp"}, GPT_IMAGE, "m")
     assert validate({"prompt": "p", "n": 5}, LEGACY, "dall-e-2").n == 5
 
 

@@ -14,11 +14,13 @@ import re
 import shutil
 import subprocess
 from collections.abc import Iterator
+from datetime import date
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from imagegen.catalog import LIFECYCLES
 from imagegen.settings import (
     DEFAULT_API_VERSIONS,
     DEFAULT_IMAGES_CONTAINER,
@@ -312,6 +314,31 @@ def test_defaults_match_the_code(bicep: dict[str, dict[str, Any]]) -> None:
     assert main["variables"]["defaultApiVersions"]["value"] == {
         style.value: version for style, version in DEFAULT_API_VERSIONS.items()
     }
+
+
+def test_the_default_deployment_is_gpt_image_2_at_its_documented_version_and_sku(
+    bicep: dict[str, dict[str, Any]],
+) -> None:
+    params = bicep["main.bicep"]["parameters"]
+    lifecycle = LIFECYCLES[DEFAULT_MODEL]
+    assert default_of(params["openAiModelName"]) == "gpt-image-2" == lifecycle.model
+    assert default_of(params["openAiModelVersion"]) == "2026-04-21" == lifecycle.version
+    assert default_of(params["openAiDeploymentSkuName"]) == "GlobalStandard"
+    assert default_of(params["openAiApiStyle"]) == "v1"
+    azd = json.loads((INFRA / "main.parameters.json").read_text())["parameters"]
+    assert azd["openAiModelName"]["value"] == "${AZURE_OPENAI_MODEL=gpt-image-2}"
+    assert azd["openAiModelVersion"]["value"] == "${AZURE_OPENAI_MODEL_VERSION=2026-04-21}"
+
+
+def test_no_retired_model_appears_anywhere_in_infra() -> None:
+    retired = [item for item in LIFECYCLES.values() if item.is_retired(date(2026, 12, 2))]
+    assert {item.model for item in retired} >= {"gpt-image-1", "dall-e-3", "dall-e-2"}
+    for path in [*INFRA.rglob("*.bicep"), *INFRA.rglob("*.json"), ROOT / "azure.yaml"]:
+        text = path.read_text().lower()
+        for item in retired:
+            # gpt-image-1 is a prefix of live names (gpt-image-1.5, gpt-image-1-mini): match it whole.
+            found = re.search(re.escape(item.model) + r"(?![.\w-])", text)
+            assert found is None, f"{path.relative_to(ROOT)} names the retired model {item.model}"
 
 
 # ---------------------------------------------------------------- identity, RBAC and keyless resources

@@ -12,14 +12,14 @@ from hypothesis import strategies as st
 
 from imagegen.errors import InvalidRequest
 from imagegen.intake import build_submission, check_idempotency_key
-from imagegen.models import GPT_IMAGE, parse_json_object
+from imagegen.models import GPT_IMAGE_2, parse_json_object
 from imagegen.settings import Settings
 from imagegen.webhooks import check_callback_url
 
 SETTINGS = Settings.from_env(
     {
         "AZURE_OPENAI_ENDPOINT": "https://my-aoai.openai.azure.com/",
-        "AZURE_OPENAI_DEPLOYMENT": "gpt-image-1",
+        "AZURE_OPENAI_DEPLOYMENT": "gpt-image-2",
         "AzureWebJobsStorage": "UseDevelopmentStorage=true",
     }
 )
@@ -69,7 +69,7 @@ async def _intake(body: bytes) -> None:
     try:
         document = parse_json_object(body, "application/json")
         await build_submission(
-            document, rules=GPT_IMAGE, settings=SETTINGS, idempotency_key=None, api_base=None
+            document, rules=GPT_IMAGE_2, settings=SETTINGS, idempotency_key=None, api_base=None
         )
     except InvalidRequest:
         pass

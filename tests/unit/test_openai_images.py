@@ -21,7 +21,7 @@ from PIL import Image
 
 from imagegen.errors import ContentFiltered, InvalidRequest, UpstreamError, UpstreamThrottled, UpstreamTimeout
 from imagegen.http_api import error_response
-from imagegen.models import DALL_E_2, GPT_IMAGE, ImageRequest
+from imagegen.models import DALL_E_2, GPT_IMAGE_2, ImageRequest
 from imagegen.openai_images import AzureOpenAIImages
 from imagegen.settings import DEFAULT_API_VERSIONS, ApiStyle, Settings, StorageSettings
 
@@ -82,7 +82,7 @@ def _client(
         openai_endpoint=str(server.make_url("")).rstrip("/"),
         api_style=style,
         deployment="dep",
-        model="dall-e-2" if style is ApiStyle.LEGACY else "gpt-image-1",
+        model="dall-e-2" if style is ApiStyle.LEGACY else "gpt-image-2",
         api_version=DEFAULT_API_VERSIONS[style],
         openai_scope="https://cognitiveservices.azure.com/.default",
         storage=StorageSettings("http://b", "http://q", connection_string="x"),
@@ -93,7 +93,7 @@ def _client(
     async def token() -> str:
         return "a-token"
 
-    rules = DALL_E_2 if style is ApiStyle.LEGACY else GPT_IMAGE
+    rules = DALL_E_2 if style is ApiStyle.LEGACY else GPT_IMAGE_2
     return AzureOpenAIImages(settings, rules, token_provider=None if api_key else token, sleep=sleeps), sleeps
 
 
@@ -140,7 +140,7 @@ async def test_v1_dialect_puts_the_model_in_the_body_and_uses_entra(
     await client.generate(REQUEST, operation_id="op", deadline=_deadline())
     await client.close()
     _, path, headers, body = script.seen[0]
-    assert path == "/openai/v1/images/generations"
+    assert path == "/openai/v1/images/generations?api-version=preview"
     assert body["model"] == "dep"
     assert headers["Authorization"] == "Bearer a-token"
     assert "api-key" not in headers

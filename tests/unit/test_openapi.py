@@ -17,8 +17,8 @@ from imagegen.errors import ERROR_TYPES_BY_CODE, InvalidRequest
 from imagegen.jobs import JobStatus
 from imagegen.models import (
     DALL_E_2,
-    DALL_E_3,
-    GPT_IMAGE,
+    GPT_IMAGE_1_MINI,
+    GPT_IMAGE_2,
     MAX_METADATA_KEYS,
     MAX_METADATA_VALUE_CHARS,
     REQUEST_FIELDS,
@@ -27,10 +27,10 @@ from imagegen.models import (
 )
 
 CONNECTOR = Path(__file__).resolve().parents[2] / "connector"
-MODELS = [GPT_IMAGE, DALL_E_3, DALL_E_2]
+MODELS = [GPT_IMAGE_2, GPT_IMAGE_1_MINI, DALL_E_2]
 
 
-def document(rules: ModelRules = GPT_IMAGE) -> dict[str, Any]:
+def document(rules: ModelRules = GPT_IMAGE_2) -> dict[str, Any]:
     return openapi.build_document(rules, host="app.example", scheme="https")
 
 
@@ -70,6 +70,7 @@ def test_the_request_schema_has_exactly_the_fields_the_model_takes(rules: ModelR
         "background": first(rules.backgrounds, "opaque"),
         "output_format": rules.output_formats[-1],
         "output_compression": 50,
+        "user": "end-user-1",
         "metadata": {"a": "b"},
     }
     properties = request_schema(rules)["properties"]
@@ -183,7 +184,7 @@ def test_the_flow_designer_gets_names_labels_and_visibility() -> None:
 
 def test_the_connector_files_are_what_the_script_prints() -> None:
     definition = json.loads((CONNECTOR / "apiDefinition.swagger.json").read_text())
-    assert definition == openapi.build_document(GPT_IMAGE, host=openapi.DEFAULT_CONNECTOR_HOST)
+    assert definition == openapi.build_document(GPT_IMAGE_2, host=openapi.DEFAULT_CONNECTOR_HOST)
     properties = json.loads((CONNECTOR / "apiProperties.json").read_text())
     assert properties == openapi.api_properties()
     api_key = properties["properties"]["connectionParameters"]["api_key"]
@@ -193,10 +194,13 @@ def test_the_connector_files_are_what_the_script_prints() -> None:
 
 def test_the_script() -> None:
     out = io.StringIO()
-    assert openapi.main(["--host", "myapp.azurewebsites.net", "--model", "dall-e-3"], out.write) == 0
+    assert openapi.main(["--host", "myapp.azurewebsites.net", "--model", "gpt-image-1-mini"], out.write) == 0
     printed = json.loads(out.getvalue())
     assert printed["host"] == "myapp.azurewebsites.net"
-    assert printed["definitions"]["ImageRequest"]["properties"]["style"]["enum"] == ["vivid", "natural"]
+    properties = printed["definitions"]["ImageRequest"]["properties"]
+    assert properties["size"]["enum"] == ["1024x1024", "1024x1536", "1536x1024", "auto"]
+    assert properties["output_format"]["enum"] == ["png", "jpeg"]
+    assert "style" not in properties
     out = io.StringIO()
     openapi.main(["--properties"], out.write)
     assert json.loads(out.getvalue()) == openapi.api_properties()
@@ -220,8 +224,8 @@ async def test_serve_takes_host_and_scheme_from_the_request(monkeypatch: pytest.
 
 
 def test_callback_url_only_where_webhooks_are_configured() -> None:
-    on = openapi.build_document(GPT_IMAGE, host="h", webhooks=True)["definitions"]["ImageRequest"]
-    off = openapi.build_document(GPT_IMAGE, host="h", webhooks=False)["definitions"]["ImageRequest"]
+    on = openapi.build_document(GPT_IMAGE_2, host="h", webhooks=True)["definitions"]["ImageRequest"]
+    off = openapi.build_document(GPT_IMAGE_2, host="h", webhooks=False)["definitions"]["ImageRequest"]
     assert set(on["properties"]) - set(off["properties"]) == {"callback_url"}
     out = io.StringIO()
     openapi.main(["--no-webhooks"], out.write)

@@ -11,12 +11,12 @@ import azure.functions as func
 import pytest
 
 from imagegen import playground
-from imagegen.models import DALL_E_3
+from imagegen.models import GPT_IMAGE_1_MINI
 from imagegen.settings import Settings
 
 STACK_ENV = {
     "AZURE_OPENAI_ENDPOINT": "https://aoai.example.openai.azure.com",
-    "AZURE_OPENAI_MODEL": "dall-e-3",
+    "AZURE_OPENAI_MODEL": "gpt-image-1-mini",
     "AZURE_OPENAI_DEPLOYMENT": "painter",
     "AzureWebJobsStorage": (
         "DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;AccountKey=c2VjcmV0;"
@@ -53,8 +53,8 @@ def test_the_page_carries_the_models_options_and_no_secret() -> None:
     assert block is not None
     config = json.loads(block.group(1))
     assert config["api_base"] == "/api"
-    assert config["model"] == playground.model_options(DALL_E_3)
-    assert config["model"]["styles"] == ["vivid", "natural"]
+    assert config["model"] == playground.model_options(GPT_IMAGE_1_MINI)
+    assert config["model"]["output_formats"] == ["png", "jpeg"]
     assert "c2VjcmV0" not in html and "aoai.example" not in html
     assert "{{" not in html
 

@@ -7,7 +7,7 @@ from imagegen.settings import ApiStyle, Settings
 
 IDENTITY = {
     "AZURE_OPENAI_ENDPOINT": "https://my-aoai.openai.azure.com/",
-    "AZURE_OPENAI_DEPLOYMENT": "gpt-image-1",
+    "AZURE_OPENAI_DEPLOYMENT": "gpt-image-2",
     "AzureWebJobsStorage__blobServiceUri": "https://acct.blob.core.windows.net",
     "AzureWebJobsStorage__queueServiceUri": "https://acct.queue.core.windows.net",
     "AzureWebJobsStorage__credential": "managedidentity",
@@ -18,9 +18,10 @@ IDENTITY = {
 def test_identity_settings_with_defaults() -> None:
     settings = Settings.from_env(IDENTITY)
     assert settings.openai_endpoint == "https://my-aoai.openai.azure.com"
-    assert settings.api_style is ApiStyle.DEPLOYMENTS
-    assert settings.api_version == "2025-04-01-preview"
-    assert settings.model == "gpt-image-1"
+    assert settings.api_style is ApiStyle.V1
+    assert settings.api_version == "preview"
+    assert settings.openai_scope == "https://ai.azure.com/.default"
+    assert settings.model == "gpt-image-2"
     assert settings.storage.uses_identity
     assert settings.storage.client_id == "11111111-2222-3333-4444-555555555555"
     assert settings.sas_ttl_minutes == 60
@@ -72,7 +73,7 @@ def test_legacy_style_defaults_to_dall_e_2_and_needs_no_deployment() -> None:
         ({"AZURE_OPENAI_API_STYLE": "soap"}, "AZURE_OPENAI_API_STYLE"),
         ({"AZURE_OPENAI_DEPLOYMENT": ""}, "AZURE_OPENAI_DEPLOYMENT"),
         ({"AZURE_OPENAI_MODEL": "midjourney"}, "AZURE_OPENAI_MODEL"),
-        ({"AZURE_OPENAI_API_STYLE": "legacy", "AZURE_OPENAI_MODEL": "gpt-image-1"}, "AZURE_OPENAI_MODEL"),
+        ({"AZURE_OPENAI_API_STYLE": "legacy", "AZURE_OPENAI_MODEL": "gpt-image-2"}, "AZURE_OPENAI_MODEL"),
         ({"SAS_TTL_MINUTES": "0"}, "SAS_TTL_MINUTES"),
         ({"SAS_TTL_MINUTES": str(7 * 24 * 60 + 1)}, "SAS_TTL_MINUTES"),
         ({"SAS_TTL_MINUTES": "an hour"}, "SAS_TTL_MINUTES"),
@@ -109,3 +110,35 @@ def test_an_unresolved_key_vault_reference_stops_start_up(name: str, reference: 
     assert caught.value.name == name
     assert "Key Vault reference" in str(caught.value)
     assert "kv-1" not in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("model", "date_text", "replacement"),
+    [("gpt-image-1", "2026-10-23", "gpt-image-2"), ("dall-e-3", "2026-03-04", "gpt-image-2")],
+)
+def test_a_retired_model_stops_start_up_naming_its_date_and_replacement(
+    model: str, date_text: str, replacement: str
+) -> None:
+    with pytest.raises(SettingsError) as caught:
+        Settings.from_env({**IDENTITY, "AZURE_OPENAI_MODEL": model})
+    assert caught.value.name == "AZURE_OPENAI_MODEL"
+    assert model in str(caught.value) and date_text in str(caught.value) and replacement in str(caught.value)
+
+
+def test_a_model_within_60_days_of_retirement_starts_and_warns_once(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    from datetime import date
+
+    import imagegen.settings as settings_module
+
+    monkeypatch.setattr(settings_module, "_today", lambda: date(2027, 5, 1))  # 46 days before 2027-06-16
+    monkeypatch.setattr(settings_module, "_warned", set())
+    for _ in range(2):
+        settings = Settings.from_env({**IDENTITY, "AZURE_OPENAI_MODEL": "gpt-image-1.5"})
+    assert settings.model == "gpt-image-1.5"
+    warnings = [r for r in caplog.records if "retires on 2027-06-16" in r.getMessage()]
+    assert len(warnings) == 1 and "gpt-image-2" in warnings[0].getMessage()
+    monkeypatch.setattr(settings_module, "_today", lambda: date(2027, 6, 16))
+    with pytest.raises(SettingsError):
+        Settings.from_env({**IDENTITY, "AZURE_OPENAI_MODEL": "gpt-image-1.5"})
