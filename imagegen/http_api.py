@@ -13,6 +13,7 @@ import math
 import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -23,7 +24,7 @@ from imagegen.intake import build_submission, check_idempotency_key
 from imagegen.jobs import Job, JobStatus
 from imagegen.models import parse_json_object
 from imagegen.service import ImageService
-from imagegen.settings import get_settings
+from imagegen.settings import Settings, get_settings
 from imagegen.views import job_url, render_job
 
 log = logging.getLogger(__name__)
@@ -157,6 +158,15 @@ async def cancel_image(req: func.HttpRequest, service_factory: ServiceFactory) -
     return await _guarded(action)
 
 
+def _lifecycle(settings: Settings) -> dict[str, object] | None:
+    """The model's version, stage, retirement date and replacement; `retires_soon` within 60 days."""
+    lifecycle = settings.lifecycle
+    if lifecycle is None:
+        return None
+    today = datetime.now(UTC).date()
+    return {**lifecycle.to_json(), "retires_soon": lifecycle.retires_soon(today)}
+
+
 async def health(req: func.HttpRequest, service_factory: ServiceFactory) -> func.HttpResponse:
     """GET /api/health (anonymous): configuration and storage reachability, nothing secret."""
     try:
@@ -176,6 +186,7 @@ async def health(req: func.HttpRequest, service_factory: ServiceFactory) -> func
         "checks": checks,
         "api_style": settings.api_style.value,
         "model": settings.model,
+        "model_lifecycle": _lifecycle(settings),
         "auth": "api-key" if settings.api_key else "entra-id",
         "webhooks": "on" if settings.webhook_secret else "off",
     }

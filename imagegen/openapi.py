@@ -105,8 +105,6 @@ def _request_property(name: str, rules: ModelRules) -> Schema | None:
             "type": "string",
             "pattern": r"^(auto|[1-9][0-9]{0,4}x[1-9][0-9]{0,4})$",
             "default": rules.default_size,
-            "x-ms-editor": "dropdown",
-            "x-ms-editor-options": {"items": list(rules.sizes)},
             "description": (
                 f"auto, or WIDTHxHEIGHT in pixels for {rules.name}: both edges multiples of {rule.multiple_of}, "
                 f"long edge at most {rule.max_edge}, aspect ratio at most {rule.max_ratio:g}:1, "

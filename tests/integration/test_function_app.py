@@ -117,10 +117,10 @@ def _assert_good_job(api: Api, response: requests.Response, n: int, size: tuple[
 # --- happy paths -------------------------------------------------------------------------------
 
 
-def test_identity_mode_deployments_dialect_n3_gives_three_blobs_and_links(identity_api: Api) -> None:
+def test_identity_mode_v1_dialect_n3_gives_three_blobs_and_links(identity_api: Api) -> None:
     response = identity_api.post({"prompt": "three red foxes", "n": 3, "size": "1536x1024"})
     job = _assert_good_job(identity_api, response, 3, (1536, 1024))
-    assert [c["dialect"] for c in identity_api.calls("generate")] == ["deployments"]
+    assert [c["dialect"] for c in identity_api.calls("generate")] == ["v1"]
     assert identity_api.calls("generate")[0]["auth"] == "bearer"
 
     created = datetime.fromisoformat(job["created_at"])
@@ -192,8 +192,16 @@ def test_connection_string_mode_with_api_key(stacks: StackFactory) -> None:
     assert health == {
         "status": "healthy",
         "checks": {"settings": "ok", "storage": "ok"},
-        "api_style": "deployments",
+        "api_style": "v1",
         "model": "gpt-image-2",
+        "model_lifecycle": {
+            "model": "gpt-image-2",
+            "version": "2026-04-21",
+            "stage": "ga",
+            "retires": "2027-10-21",
+            "replacement": None,
+            "retires_soon": False,
+        },
         "auth": "api-key",
         "webhooks": "off",
     }
@@ -261,7 +269,8 @@ BAD_BODIES: list[tuple[str, Any, str]] = [
     ("n not an integer", {"prompt": "a", "n": "2"}, "n"),
     ("n too small", {"prompt": "a", "n": 0}, "n"),
     ("n too large", {"prompt": "a", "n": 11}, "n"),
-    ("size the model lacks", {"prompt": "a", "size": "1792x1024"}, "size"),
+    ("size outside the model's rule", {"prompt": "a", "size": "1000x1000"}, "size"),
+    ("webp, which Azure does not serve", {"prompt": "a", "output_format": "webp"}, "output_format"),
     ("quality of another model", {"prompt": "a", "quality": "hd"}, "quality"),
     ("unknown field", {"prompt": "a", "colour": "red"}, "colour"),
     ("metadata not strings", {"prompt": "a", "metadata": {"k": 1}}, "metadata.k"),

@@ -97,9 +97,12 @@ def test_the_served_document_is_valid_swagger_2_for_the_configured_model(durable
     }
     assert document["paths"]["/health"]["get"]["security"] == []
     request = document["definitions"]["ImageRequest"]["properties"]
-    assert request["size"]["enum"] == ["1024x1024", "1024x1536", "1536x1024", "auto"]
+    assert "enum" not in request["size"]  # gpt-image-2 takes any size within its rule
+    assert "multiples of 16" in request["size"]["description"]
+    assert "2048x1152" in request["size"]["description"]
+    assert request["output_format"]["enum"] == ["png", "jpeg"]
     assert request["n"]["maximum"] == 10
-    assert "style" not in request  # gpt-image-1 takes no style
+    assert "style" not in request  # gpt-image models take no style
     assert "callback_url" in request  # this stack has webhooks on
 
 
