@@ -1,4 +1,4 @@
-"""`python -m bench` (`make bench`): the figures of issues 4 and 5 as one JSON document.
+"""`python -m bench` (`make bench`): every benchmark figure as one JSON document.
 
 stdout carries only the JSON; progress goes to stderr; a copy is written to bench/results/<UTC
 timestamp>.json. Figures are ratios against baselines measured in the same run, never assertions

@@ -1,6 +1,6 @@
 """The whole local stack in one call: Azurite, the MSI and Azure OpenAI emulators, and the dev host.
 
-    python -m devtools.stack up     # fixed ports of DESIGN.md, identity mode; writes .local/stack.json
+    python -m devtools.stack up     # the fixed local ports, identity mode; writes .local/stack.json
     python -m devtools.stack down   # stops what `up` started, by pid
 
 Tests call `start_local_stack` with free ports and their own folder, never the `make up` stack.
@@ -49,7 +49,7 @@ class StackPorts:
 
     @classmethod
     def fixed(cls) -> StackPorts:
-        """The ports of DESIGN.md (`make up`)."""
+        """The fixed local ports (`make up`), the same in every tool and doc."""
         return cls(devhost=7071, aoai=7081, msi=7082, blob=10000, queue=10001, table=10002)
 
     @classmethod

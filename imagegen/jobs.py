@@ -198,7 +198,7 @@ class Job:
         )
 
     def image_blob_name(self, index: int, extension: str) -> str:
-        """`{yyyy}/{mm}/{dd}/{job id}/{index}.{ext}` (DESIGN.md), dated by the job's creation."""
+        """`{yyyy}/{mm}/{dd}/{job id}/{index}.{ext}` dated by the job's creation."""
         return f"{self.created_at:%Y/%m/%d}/{self.id}/{index}.{extension}"
 
 

@@ -1,6 +1,6 @@
 """Jobs that survive: create, run inline or from the queue, resume, cancel, publish, call back.
 
-The rules (DESIGN.md, Durability):
+The durability rules (docs/architecture.md):
 - The job record is written before any answer; a queue message on `image-jobs` backs every job
   (visible at once for respond-async, after a grace period when the request waits inline).
 - Whoever runs a job holds its lease (`lease_until`, ETag-written, renewed while it works). A message

@@ -1,4 +1,4 @@
-"""The job JSON of DESIGN.md, shared by HTTP answers, result messages and webhooks."""
+"""The job JSON, shared by HTTP answers, result messages and webhooks."""
 
 from __future__ import annotations
 

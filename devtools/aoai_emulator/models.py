@@ -8,7 +8,7 @@ Error codes and messages follow the OpenAI front end that Azure OpenAI serves fo
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Literal, cast
 
 from devtools.aoai_emulator.errors import ApiError, invalid
@@ -61,20 +61,7 @@ GPT_IMAGE = ModelRules(
     output_options=True,
 )
 # gpt-image-2 (2026-04-21): its own size rule, quality defaults to high, no webp on Azure.
-GPT_IMAGE_2 = ModelRules(
-    family="gpt-image",
-    max_prompt=32000,
-    n_max=10,
-    sizes=("auto",),
-    default_size="auto",
-    qualities=("low", "medium", "high", "auto"),
-    default_quality="high",
-    styles=None,
-    response_formats=None,
-    default_response_format="b64_json",
-    output_options=True,
-    free_sizes=True,
-)
+GPT_IMAGE_2 = replace(GPT_IMAGE, sizes=("auto",), default_quality="high", free_sizes=True)
 DALL_E_3 = ModelRules(
     family="dall-e-3",
     max_prompt=4000,

@@ -1,4 +1,4 @@
-"""The Azure OpenAI image emulator as a process, driven by real clients (issue 3, tests 1, 2 and 4)."""
+"""The Azure OpenAI image emulator as a process, driven by real clients."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """Jobs that survive: 202 + Location, the queue worker, idempotency, cancel, queues in and out,
-webhooks, and crashes of the dev host and of Azurite (issue 5)."""
+webhooks, and crashes of the dev host and of Azurite."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """schemathesis against the dev host over the served /api/openapi.json: no 5xx, no response that
-breaks its documented status, headers or schema (issue 7).
+breaks its documented status, headers or schema.
 
 Bounded inside `make test` (FUZZ_SECONDS, default 30); `make fuzz` runs it longer. Fuzzing cannot
 reach the 500 of a poisoned job (test_openapi drives that one). The stack has webhooks off, so the

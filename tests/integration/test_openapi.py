@@ -1,6 +1,6 @@
 """GET /api/openapi.json over the dev host: a valid Swagger 2.0 document, every documented status of
 every operation really produced (and its body valid against the documented schema), and the
-connector/ files in step with what is served (issue 7)."""
+connector/ files in step with what is served."""
 
 from __future__ import annotations
 
