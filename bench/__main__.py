@@ -18,7 +18,6 @@ from typing import Any
 from bench.common import machine_info, progress
 from bench.concurrency import run_concurrency
 from bench.copies import run_copies
-from bench.legacy import run_legacy
 from bench.memory import run_memory
 from bench.overhead import run_overhead
 from bench.storage_ops import run_storage_ops
@@ -26,7 +25,6 @@ from bench.storage_ops import run_storage_ops
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 FIGURES: dict[str, Callable[[], dict[str, Any]]] = {
     "overhead": run_overhead,
-    "legacy_lag": run_legacy,
     "memory": run_memory,
     "memory_copies": run_copies,
     "concurrency": run_concurrency,

@@ -1,7 +1,7 @@
 """Where one image's copies are: the decoding steps of imagegen/openai_images.py under tracemalloc.
 
 In-process, no network: an emulator-shaped answer (`{"data": [{"b64_json": …}]}` of a noise PNG) goes
-through what `_generate_sync` does while the raw answer is still referenced: `parse_json(body)` (UTF-8
+through what `AzureOpenAIImages.generate` does while the raw answer is still referenced: `parse_json(body)` (UTF-8
 decoding, then `json.loads`), then
 `base64.b64decode(value, validate=True)`, then `inspect_image`. Each step's peak is reported as a
 multiple of the image's size, with the alternative that avoids the str → bytes copy of b64decode.

@@ -21,8 +21,9 @@ from azure.storage.queue.aio import QueueClient
 from bench.common import progress, running_stack, stack_identity
 from devtools.stack import LocalStack
 from imagegen.blob_store import BlobStore
+from imagegen.catalog import rules_for_model
 from imagegen.jobs import Job, VersionedJob
-from imagegen.models import ImageRequest, rules_for_model
+from imagegen.models import ImageRequest
 from imagegen.openai_images import AzureOpenAIImages
 from imagegen.queues import QueueStore
 from imagegen.service import ImageService, Submission

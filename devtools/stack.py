@@ -150,7 +150,7 @@ def app_settings(
     msi: MsiEndpoint,
     aoai: AoaiEndpoint,
     storage_mode: StorageMode,
-    api_style: str,
+    api_style: str | None,
     model: str,
     deployment: str,
     ca_file: Path,
@@ -160,7 +160,6 @@ def app_settings(
     settings = {
         "FUNCTIONS_WORKER_RUNTIME": "python",
         "AZURE_OPENAI_ENDPOINT": aoai.endpoint,
-        "AZURE_OPENAI_API_STYLE": api_style,
         "AZURE_OPENAI_DEPLOYMENT": deployment,
         "AZURE_OPENAI_MODEL": model,
         "IMAGES_CONTAINER": "images",
@@ -175,6 +174,8 @@ def app_settings(
         "SSL_CERT_FILE": str(ca_file),
         "REQUESTS_CA_BUNDLE": str(ca_file),
     }
+    if api_style is not None:  # else the dialect Microsoft documents for the model (the catalog's)
+        settings["AZURE_OPENAI_API_STYLE"] = api_style
     if aoai.api_key:
         settings["AZURE_OPENAI_API_KEY"] = aoai.api_key
     if storage_mode == "identity":
@@ -216,7 +217,7 @@ def _start_local_stack(
     *,
     ports: StackPorts,
     storage_mode: StorageMode = "identity",
-    api_style: str = "v1",
+    api_style: str | None = None,
     model: str = "gpt-image-2",
     deployment: str | None = None,
     aoai_api_key: str | None = None,

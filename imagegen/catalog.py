@@ -1,11 +1,20 @@
-"""The lifecycle of every image model this app knows: data, with the page each fact comes from.
+"""The one model catalog: every image model this app knows, as data, with the page each fact comes from.
 
-Sources (MicrosoftDocs/azure-ai-docs, read 2026-12-02; docs/models.md says which page disagrees):
+For each model: its family, the dialects and api-versions it is served on (the first is the one
+Microsoft documents for it, and the default), the Entra scope its docs use, its lifecycle (stage,
+version, retirement date, replacement), its request rules (imagegen.models), whether it takes
+edits and streams, how it answers (base64 or a URL to download), and its documented default quota.
+Settings, validation, the upstream request, the OpenAPI document and connector, the playground and
+health all read it.
+
+Sources (MicrosoftDocs/azure-ai-docs, read 2026-12-02; docs/models.md gives each page's date and
+says which page disagrees with which):
+- the image how-to (articles/foundry/openai/how-to/dall-e.md) and the preview inference reference,
+- the FLUX article (articles/foundry/foundry-models/includes/use-foundry-models-flux.md),
 - the Foundry model retirement schedule (articles/foundry/openai/includes/
   concepts-model-retirement-schedule-content.md, and the schedule as published on 2026-12-02),
-- the DALL-E retirement notice (articles/foundry/openai/includes/dall-e-retirement.md, 03/18/2026),
-- the retired-models table (articles/foundry/openai/includes/concepts-retired-models-content.md, 04/23/2026),
-- the quotas page (articles/foundry/openai/quotas-limits.md, 02/17/2026) and the quota tier includes.
+- the DALL-E retirement notice and the retired-models table,
+- the quotas page (articles/foundry/openai/quotas-limits.md) and the quota tier includes.
 """
 
 from __future__ import annotations
@@ -13,15 +22,49 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date
 from enum import StrEnum
+from typing import Literal
+
+from imagegen.models import (
+    FLUX_1_1_PRO,
+    FLUX_1_KONTEXT_PRO,
+    GPT_IMAGE_1_5,
+    GPT_IMAGE_1_MINI,
+    GPT_IMAGE_2,
+    ModelRules,
+)
 
 # Within this many days of its retirement a model still starts, with a warning and a note in /api/health.
 RETIREMENT_WARNING_DAYS = 60
+
+# The image how-to's scope for gpt-image models; the FLUX article's scope.
+AI_AZURE_SCOPE = "https://ai.azure.com/.default"
+COGNITIVE_SERVICES_SCOPE = "https://cognitiveservices.azure.com/.default"
+
+
+class ApiStyle(StrEnum):
+    """How the app calls a deployment: `v1` (/openai/v1/images/…, the deployment as `model`) or
+    `deployments` (/openai/deployments/{deployment}/images/…)."""
+
+    V1 = "v1"
+    DEPLOYMENTS = "deployments"
+
+
+class Family(StrEnum):
+    GPT_IMAGE = "gpt-image"
+    FLUX = "flux"
+    DALL_E = "dall-e"
 
 
 class Stage(StrEnum):
     GA = "ga"
     PREVIEW = "preview"
     RETIRED = "retired"
+
+
+@dataclass(frozen=True)
+class Dialect:
+    style: ApiStyle
+    api_version: str
 
 
 @dataclass(frozen=True)
@@ -53,24 +96,126 @@ class Lifecycle:
         }
 
 
-LIFECYCLES: dict[str, Lifecycle] = {
-    item.model: item
-    for item in (
-        Lifecycle("gpt-image-2", "2026-04-21", Stage.GA, date(2027, 10, 21), None, 6),
-        Lifecycle("gpt-image-1.5", "2025-12-16", Stage.GA, date(2027, 6, 16), "gpt-image-2", 9),
-        Lifecycle("gpt-image-1-mini", "2025-10-06", Stage.GA, date(2027, 4, 7), "gpt-image-2", 12),
-        Lifecycle("flux-1.1-pro", "1", Stage.GA, None, None, 6),
-        Lifecycle("flux.1-kontext-pro", "1", Stage.GA, None, None, 6),
-        # Retired: deployments answer errors and cannot be created.
-        Lifecycle("gpt-image-1", "2025-04-15", Stage.RETIRED, date(2026, 10, 23), "gpt-image-2", None),
-        Lifecycle("dall-e-3", "3.0", Stage.RETIRED, date(2026, 3, 4), "gpt-image-2", None),
-        Lifecycle("dall-e-2", "2.0", Stage.RETIRED, date(2025, 1, 27), "gpt-image-2", None),
+@dataclass(frozen=True)
+class CatalogModel:
+    """One model: what Azure calls it, how it is served, what it takes, how long it lives."""
+
+    name: str  # as Azure spells the model (`FLUX.1-Kontext-pro`); lookups ignore case
+    family: Family
+    lifecycle: Lifecycle
+    rules: ModelRules | None = None  # None: retired, nothing to validate against
+    dialects: tuple[Dialect, ...] = ()  # the first is Microsoft's documented one, the default
+    scope: str = AI_AZURE_SCOPE
+    answers: Literal["b64_json", "url"] = "b64_json"
+    supports_edits: bool = False
+    supports_streaming: bool = False
+
+    @property
+    def key(self) -> str:
+        return self.name.lower()
+
+    @property
+    def default_dialect(self) -> Dialect:
+        return self.dialects[0]
+
+    def dialect(self, style: ApiStyle) -> Dialect | None:
+        return next((d for d in self.dialects if d.style is style), None)
+
+
+_GPT_IMAGE_DIALECTS = (
+    Dialect(ApiStyle.V1, "preview"),  # the how-to's path
+    Dialect(ApiStyle.DEPLOYMENTS, "2025-04-01-preview"),
+)
+_FLUX_DIALECTS = (Dialect(ApiStyle.DEPLOYMENTS, "preview"),)  # the FLUX article's Image API path
+
+CATALOG: dict[str, CatalogModel] = {
+    entry.key: entry
+    for entry in (
+        CatalogModel(
+            "gpt-image-2",
+            Family.GPT_IMAGE,
+            Lifecycle("gpt-image-2", "2026-04-21", Stage.GA, date(2027, 10, 21), None, 6),
+            GPT_IMAGE_2,
+            _GPT_IMAGE_DIALECTS,
+            supports_edits=True,
+            supports_streaming=True,
+        ),
+        CatalogModel(
+            "gpt-image-1.5",
+            Family.GPT_IMAGE,
+            Lifecycle("gpt-image-1.5", "2025-12-16", Stage.GA, date(2027, 6, 16), "gpt-image-2", 9),
+            GPT_IMAGE_1_5,
+            _GPT_IMAGE_DIALECTS,
+            supports_edits=True,
+            supports_streaming=True,
+        ),
+        CatalogModel(
+            "gpt-image-1-mini",
+            Family.GPT_IMAGE,
+            Lifecycle("gpt-image-1-mini", "2025-10-06", Stage.GA, date(2027, 4, 7), "gpt-image-2", 12),
+            GPT_IMAGE_1_MINI,
+            _GPT_IMAGE_DIALECTS,
+            supports_edits=True,
+            supports_streaming=True,
+        ),
+        CatalogModel(
+            "FLUX-1.1-pro",
+            Family.FLUX,
+            Lifecycle("FLUX-1.1-pro", "1", Stage.GA, None, None, 6),
+            FLUX_1_1_PRO,
+            _FLUX_DIALECTS,
+            scope=COGNITIVE_SERVICES_SCOPE,
+            answers="url",
+        ),
+        CatalogModel(
+            "FLUX.1-Kontext-pro",
+            Family.FLUX,
+            Lifecycle("FLUX.1-Kontext-pro", "1", Stage.GA, None, None, 6),
+            FLUX_1_KONTEXT_PRO,
+            _FLUX_DIALECTS,
+            scope=COGNITIVE_SERVICES_SCOPE,
+            answers="url",
+            supports_edits=True,
+        ),
+        # Retired: deployments answer errors (410) and cannot be created.
+        CatalogModel(
+            "gpt-image-1",
+            Family.GPT_IMAGE,
+            Lifecycle("gpt-image-1", "2025-04-15", Stage.RETIRED, date(2026, 10, 23), "gpt-image-2", None),
+        ),
+        CatalogModel(
+            "dall-e-3",
+            Family.DALL_E,
+            Lifecycle("dall-e-3", "3.0", Stage.RETIRED, date(2026, 3, 4), "gpt-image-2", None),
+        ),
+        CatalogModel(
+            "dall-e-2",
+            Family.DALL_E,
+            Lifecycle("dall-e-2", "2.0", Stage.RETIRED, date(2025, 1, 27), "gpt-image-2", None),
+        ),
     )
+}
+# Served models, by lower-case name: what a request is validated against.
+MODEL_RULES: dict[str, ModelRules] = {
+    key: entry.rules for key, entry in CATALOG.items() if entry.rules is not None
 }
 
 
+def model_entry(model: str) -> CatalogModel | None:
+    return CATALOG.get(model.lower())
+
+
 def lifecycle_of(model: str) -> Lifecycle | None:
-    return LIFECYCLES.get(model.lower())
+    entry = model_entry(model)
+    return entry.lifecycle if entry else None
+
+
+def rules_for_model(model: str) -> ModelRules:
+    """The rules of a model Azure serves (by its model name, as deployed, any case)."""
+    try:
+        return MODEL_RULES[model.lower()]
+    except KeyError:
+        raise ValueError(f"unknown image model {model!r}") from None
 
 
 def retirement_message(lifecycle: Lifecycle) -> str:

@@ -158,11 +158,9 @@ async def cancel_image(req: func.HttpRequest, service_factory: ServiceFactory) -
     return await _guarded(action)
 
 
-def _lifecycle(settings: Settings) -> dict[str, object] | None:
+def _lifecycle(settings: Settings) -> dict[str, object]:
     """The model's version, stage, retirement date and replacement; `retires_soon` within 60 days."""
     lifecycle = settings.lifecycle
-    if lifecycle is None:
-        return None
     today = datetime.now(UTC).date()
     return {**lifecycle.to_json(), "retires_soon": lifecycle.retires_soon(today)}
 

@@ -16,6 +16,7 @@ from typing import Any
 from imagegen.blob_store import BlobChanged, BlobNotFound, BlobStore, SignedLink
 from imagegen.errors import ImageGenError, JobNotFound, StorageError
 from imagegen.models import ImageRequest
+from imagegen.pricing import Cost, Usage
 
 MAX_UPDATE_ATTEMPTS = 8
 
@@ -70,7 +71,9 @@ class Job:
     completed_at: datetime | None = None
     images: tuple[StoredImage, ...] = ()
     error: dict[str, Any] | None = None
-    operation_url: str | None = field(default=None, repr=False)  # legacy dialect: the upstream operation
+    model: str | None = None  # the model that draws (drew) it, as the catalog names it
+    usage: Usage | None = None  # Azure's token counts (gpt-image models)
+    cost: Cost | None = None  # from the price table, when the job succeeded
     # Durability: who works on the job until when (ETag-written), and how many runs started.
     lease_owner: str | None = None
     lease_until: datetime | None = None
@@ -93,6 +96,7 @@ class Job:
         idempotency_key_hash: str | None = None,
         body_hash: str | None = None,
         api_base: str | None = None,
+        model: str | None = None,
     ) -> Job:
         return cls(
             id=job_id or str(uuid.uuid4()),
@@ -104,6 +108,7 @@ class Job:
             idempotency_key_hash=idempotency_key_hash,
             body_hash=body_hash,
             api_base=api_base,
+            model=model,
         )
 
     def lease_is_live(self, now: datetime) -> bool:
@@ -144,7 +149,9 @@ class Job:
         if self.error is not None:
             record["error"] = self.error
         optional = {
-            "operation_url": self.operation_url,
+            "model": self.model,
+            "usage": self.usage.to_json() if self.usage else None,
+            "cost": self.cost.to_json() if self.cost else None,
             "lease_owner": self.lease_owner,
             "lease_until": _iso(self.lease_until) if self.lease_until else None,
             "idempotency_key_hash": self.idempotency_key_hash,
@@ -169,7 +176,9 @@ class Job:
             else None,
             images=tuple(StoredImage.from_record(item) for item in record.get("images", [])),
             error=record.get("error"),
-            operation_url=record.get("operation_url"),
+            model=record.get("model"),
+            usage=Usage.from_answer(record.get("usage")),
+            cost=Cost.from_json(record.get("cost")),
             lease_owner=record.get("lease_owner"),
             lease_until=datetime.fromisoformat(record["lease_until"]) if record.get("lease_until") else None,
             attempts=int(record.get("attempts", 0)),
@@ -179,11 +188,20 @@ class Job:
             api_base=record.get("api_base"),
         )
 
-    def succeeded(self, images: tuple[StoredImage, ...], now: datetime) -> Job:
+    def succeeded(
+        self,
+        images: tuple[StoredImage, ...],
+        now: datetime,
+        *,
+        usage: Usage | None = None,
+        cost: Cost | None = None,
+    ) -> Job:
         return replace(
             self,
             status=JobStatus.SUCCEEDED,
             images=images,
+            usage=usage,
+            cost=cost,
             updated_at=now,
             completed_at=now,
             lease_until=None,

@@ -1,7 +1,7 @@
-"""What each Azure OpenAI image model accepts, and the validated request the API works with.
+"""What each image model accepts (its rules, part of the catalog), and the validated request.
 
-One definition, used by the HTTP handler to validate (and later to describe the API). Values out of
-range for the configured model are the caller's error (400), not Azure's.
+One definition of every request field, used to validate, to build the upstream body and to describe
+the API. Values out of range for the configured model are the caller's error (400), not Azure's.
 """
 
 from __future__ import annotations
@@ -17,13 +17,21 @@ from imagegen.jsontext import NotJson, parse_json
 
 @dataclass(frozen=True)
 class CustomSize:
-    """A size rule instead of a list (gpt-image-2): any WxH within these bounds."""
+    """A size rule instead of a list (gpt-image-2, FLUX): any WxH within these bounds."""
 
     multiple_of: int
     max_edge: int
     max_ratio: float
     min_pixels: int
     max_pixels: int
+    min_edge: int = 0
+
+    def describe(self) -> str:
+        short = f", short edge at least {self.min_edge}" if self.min_edge else ""
+        return (
+            f"both edges multiples of {self.multiple_of}{short}, long edge at most {self.max_edge}, "
+            f"aspect ratio at most {self.max_ratio:.3g}:1, {self.min_pixels:,}-{self.max_pixels:,} pixels"
+        )
 
     def problem(self, width: int, height: int) -> str | None:
         """Why WxH breaks the rule, or None."""
@@ -31,6 +39,8 @@ class CustomSize:
             return f"both edges must be multiples of {self.multiple_of}"
         if max(width, height) > self.max_edge:
             return f"the long edge must be at most {self.max_edge} pixels"
+        if min(width, height) < self.min_edge:
+            return f"the short edge must be at least {self.min_edge} pixels"
         if max(width, height) > self.max_ratio * min(width, height):
             return f"the aspect ratio must be at most {self.max_ratio:g}:1"
         if not self.min_pixels <= width * height <= self.max_pixels:
@@ -47,12 +57,9 @@ class ModelRules:
     default_size: str
     qualities: tuple[str, ...] = ()
     default_quality: str | None = None
-    styles: tuple[str, ...] = ()
     backgrounds: tuple[str, ...] = ()
     output_formats: tuple[str, ...] = ("png",)
     supports_compression: bool = False
-    # gpt-image models always answer base64; dall-e models answer what response_format asks.
-    sends_response_format: bool = True
     custom_size: CustomSize | None = None  # sizes are then presets, not the whole list
     takes_user: bool = False
 
@@ -68,7 +75,6 @@ _GPT_IMAGE_COMMON: dict[str, Any] = {
     "backgrounds": ("transparent", "opaque", "auto"),
     "output_formats": ("png", "jpeg"),  # Azure does not serve webp
     "supports_compression": True,
-    "sends_response_format": False,
     "takes_user": True,
 }
 GPT_IMAGE_2 = ModelRules(
@@ -93,25 +99,43 @@ GPT_IMAGE_1_MINI = ModelRules(
     default_quality="medium",
     **_GPT_IMAGE_COMMON,
 )
-DALL_E_2 = ModelRules(
-    name="dall-e-2",
-    max_prompt_chars=1000,
-    max_n=5,  # the legacy :submit API allows 1-5
-    sizes=("256x256", "512x512", "1024x1024"),
-    default_size="1024x1024",
-)
-MODEL_RULES: dict[str, ModelRules] = {
-    rules.name: rules for rules in (GPT_IMAGE_2, GPT_IMAGE_1_5, GPT_IMAGE_1_MINI, DALL_E_2)
+# FLUX through the OpenAI-compatible Image API (use-foundry-models-flux.md, 03/23/2026): one image per
+# request, answered as a URL; 1 MP (Kontext) or 1.6 MP (1.1-pro) at most, MP = 2**20 pixels; edges
+# multiples of 32 from 256 to 1440 and Kontext's 21:9 aspect bound come from Black Forest Labs' API.
+# 5,000 tokens of prompt, counted here at 4 characters a token (Azure's count refuses the rest).
+_FLUX_COMMON: dict[str, Any] = {
+    "max_prompt_chars": 20_000,
+    "max_n": 1,
+    "default_size": "1024x1024",
+    "output_formats": (),
 }
+FLUX_1_1_PRO = ModelRules(
+    name="FLUX-1.1-pro",
+    sizes=("1024x1024", "1024x768", "768x1024", "1440x1120", "1120x1440"),
+    custom_size=CustomSize(
+        multiple_of=32,
+        min_edge=256,
+        max_edge=1440,
+        max_ratio=1440 / 256,
+        min_pixels=65_536,
+        max_pixels=1_677_721,
+    ),
+    **_FLUX_COMMON,
+)
+FLUX_1_KONTEXT_PRO = ModelRules(
+    name="FLUX.1-Kontext-pro",
+    sizes=("1024x1024", "1216x832", "832x1216", "1344x768", "768x1344"),
+    custom_size=CustomSize(
+        multiple_of=32,
+        min_edge=256,
+        max_edge=1440,
+        max_ratio=21 / 9,
+        min_pixels=65_536,
+        max_pixels=1_048_576,
+    ),
+    **_FLUX_COMMON,
+)
 WEBP_REFUSED = "Azure OpenAI does not serve webp images; use png or jpeg"
-
-
-def rules_for_model(model: str) -> ModelRules:
-    """The rules of a model Azure serves (by its model name, as deployed)."""
-    try:
-        return MODEL_RULES[model.lower()]
-    except KeyError:
-        raise ValueError(f"unknown image model {model!r}") from None
 
 
 MAX_METADATA_KEYS = 10
@@ -123,7 +147,6 @@ REQUEST_FIELDS = (
     "n",
     "size",
     "quality",
-    "style",
     "background",
     "output_format",
     "output_compression",
@@ -142,7 +165,6 @@ class ImageRequest:
     n: int = 1
     size: str = "1024x1024"
     quality: str | None = None
-    style: str | None = None
     background: str | None = None
     output_format: str = "png"
     output_compression: int | None = None
@@ -161,14 +183,12 @@ class ImageRequest:
     def upstream_body(self, rules: ModelRules) -> dict[str, Any]:
         """Parameters passed to Azure OpenAI (only those this model understands)."""
         body: dict[str, Any] = {"prompt": self.prompt, "n": self.n, "size": self.size}
-        for name in ("quality", "style", "background", "output_compression", "user"):
+        for name in ("quality", "background", "output_compression", "user"):
             value = getattr(self, name)
             if value is not None:
                 body[name] = value
         if len(rules.output_formats) > 1:
             body["output_format"] = self.output_format
-        if rules.sends_response_format:
-            body["response_format"] = "b64_json"
         return body
 
 
@@ -216,7 +236,6 @@ def validate_image_request(document: Mapping[str, Any], rules: ModelRules) -> Im
 
     size = _size(document.get("size"), rules)
     quality = _choice(document, "quality", rules.qualities, rules)
-    style = _choice(document, "style", rules.styles, rules)
     background = _choice(document, "background", rules.backgrounds, rules)
     if isinstance(document.get("output_format"), str) and document["output_format"].lower() == "webp":
         raise InvalidRequest(f"'output_format' webp: {WEBP_REFUSED}", field="output_format")
@@ -248,7 +267,6 @@ def validate_image_request(document: Mapping[str, Any], rules: ModelRules) -> Im
         n=n,
         size=size,
         quality=quality,
-        style=style,
         background=background,
         output_format=output_format,
         output_compression=compression,
@@ -269,7 +287,9 @@ def _size(value: Any, rules: ModelRules) -> str:
     match = _SIZE.match(value)
     if match is None:
         raise InvalidRequest(
-            f"'size' must be auto or WIDTHxHEIGHT in pixels (e.g. 2048x1152) for {rules.name}", field="size"
+            f"'size' must be {'auto or ' if 'auto' in rules.sizes else ''}WIDTHxHEIGHT in pixels "
+            f"(e.g. {rules.sizes[0]}) for {rules.name}",
+            field="size",
         )
     problem = rules.custom_size.problem(int(match.group(1)), int(match.group(2)))
     if problem is not None:

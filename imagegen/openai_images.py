@@ -1,4 +1,4 @@
-"""Azure OpenAI image generation in the three dialects (deployments, v1, legacy :submit + poll).
+"""Azure OpenAI image generation in its two dialects (v1, and the per-deployment path).
 
 Async over aiohttp, with one retry policy for every call: 429 honours `retry-after-ms` /
 `retry-after`, 5xx and connection errors back off with jitter, and everything ends by a deadline.
@@ -12,9 +12,7 @@ import binascii
 import logging
 import math
 import random
-import statistics
 import time
-from collections import deque
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -23,6 +21,7 @@ from urllib.parse import urlsplit
 import aiohttp
 from azure.core.exceptions import AzureError
 
+from imagegen.catalog import ApiStyle
 from imagegen.errors import (
     ContentFiltered,
     ImageGenError,
@@ -34,22 +33,15 @@ from imagegen.errors import (
 from imagegen.images import BrokenImage, ImageInfo, inspect_image
 from imagegen.jsontext import NotJson, parse_json
 from imagegen.models import ImageRequest, ModelRules
-from imagegen.settings import ApiStyle, Settings
+from imagegen.pricing import Usage
+from imagegen.settings import Settings
 
 log = logging.getLogger(__name__)
 
-LEGACY_TERMINAL = frozenset({"succeeded", "failed", "canceled", "cancelled", "deleted"})
 MAX_ATTEMPTS = 6
 MAX_DOWNLOAD_ATTEMPTS = 3
 BACKOFF_BASE_SECONDS = 0.5
 BACKOFF_CAP_SECONDS = 8.0
-# Legacy polling starts fast and slows down; the server's retry-after, when sent, caps the interval.
-POLL_FIRST_SECONDS = 0.05
-POLL_GROWTH = 1.5
-POLL_DEFAULT_CAP_SECONDS = 1.0
-# With history, polls are dense only in a short window from the typical finish on.
-POLL_NEAR_SECONDS = 0.005
-POLL_NEAR_WINDOW_SECONDS = 0.25
 
 
 class TokenProvider(Protocol):
@@ -61,6 +53,14 @@ class GeneratedImage:
     data: bytes
     info: ImageInfo
     revised_prompt: str | None = None
+
+
+@dataclass(frozen=True)
+class Generation:
+    """What one call drew: the images, and the tokens Azure counted for it (None when it counts none)."""
+
+    images: tuple[GeneratedImage, ...]
+    usage: Usage | None = None
 
 
 @dataclass(frozen=True)
@@ -77,24 +77,6 @@ class UpstreamAnswer:
         if not isinstance(document, dict):
             raise UpstreamError(f"Azure OpenAI answered {self.status} with unexpected JSON")
         return document
-
-
-OperationCallback = Callable[[str], Awaitable[None]]
-
-
-class RecentDurations:
-    """How long recent legacy operations took (lower bounds), to time the polls of the next ones."""
-
-    def __init__(self, size: int = 20) -> None:
-        self._values: deque[float] = deque(maxlen=size)
-
-    def add(self, seconds: float) -> None:
-        if seconds >= 0:
-            self._values.append(seconds)
-
-    def typical(self) -> float | None:
-        """The median of recent lower bounds (None without history)."""
-        return statistics.median(self._values) if self._values else None
 
 
 class AzureOpenAIImages:
@@ -120,40 +102,29 @@ class AzureOpenAIImages:
         self._session: aiohttp.ClientSession | None = None
         self._sleep = sleep
         self._clock = clock
-        self._durations = RecentDurations()
 
     async def close(self) -> None:
         if self._session is not None:
             await self._session.close()
             self._session = None
 
-    async def generate(
-        self,
-        request: ImageRequest,
-        *,
-        operation_id: str,
-        deadline: float,
-        operation_url: str | None = None,
-        on_operation: OperationCallback | None = None,
-    ) -> list[GeneratedImage]:
-        """Generate `request.n` images before `deadline` (a time.monotonic() value).
+    async def generate(self, request: ImageRequest, *, deadline: float) -> Generation:
+        """Generate `request.n` images before `deadline` (a time.monotonic() value)."""
+        body = request.upstream_body(self._rules)
+        if self._settings.api_style is ApiStyle.V1:
+            body["model"] = self._settings.deployment
+        answer = await self._send("POST", self._url(), body, deadline)
+        if answer.status != 200:
+            raise self._error_from_answer(answer)
+        document = answer.json()
+        items = document.get("data")
+        if not isinstance(items, list) or not items:
+            raise UpstreamError("Azure OpenAI answered 200 without images")
+        _raise_if_output_filtered(items)
+        images = [await self._image_from_item(item, deadline) for item in items]
+        return Generation(tuple(images), Usage.from_answer(document.get("usage")))
 
-        Legacy style: submits with `Operation-Id: operation_id` (a retried submit never pays twice),
-        reports the operation URL through `on_operation` and, given `operation_url`, resumes polling it
-        instead of submitting.
-        """
-        if self._settings.api_style is ApiStyle.LEGACY:
-            return await self._generate_legacy(request, operation_id, deadline, operation_url, on_operation)
-        return await self._generate_sync(request, deadline)
-
-    async def cancel_operation(self, operation_url: str, *, deadline: float) -> None:
-        answer = await self._send("DELETE", operation_url, None, deadline)
-        if answer.status not in (200, 204, 404):
-            raise UpstreamError(f"Azure OpenAI answered {answer.status} to canceling the operation")
-
-    # --- synchronous dialects -----------------------------------------------------------------
-
-    def _sync_url(self) -> str:
+    def _url(self) -> str:
         base = self._settings.openai_endpoint
         if self._settings.api_style is ApiStyle.V1:
             return f"{base}/openai/v1/images/generations?api-version={self._settings.api_version}"
@@ -161,109 +132,6 @@ class AzureOpenAIImages:
             f"{base}/openai/deployments/{self._settings.deployment}/images/generations"
             f"?api-version={self._settings.api_version}"
         )
-
-    async def _generate_sync(self, request: ImageRequest, deadline: float) -> list[GeneratedImage]:
-        body = request.upstream_body(self._rules)
-        if self._settings.api_style is ApiStyle.V1:
-            body["model"] = self._settings.deployment
-        answer = await self._send("POST", self._sync_url(), body, deadline)
-        if answer.status != 200:
-            raise self._error_from_answer(answer)
-        items = answer.json().get("data")
-        if not isinstance(items, list) or not items:
-            raise UpstreamError("Azure OpenAI answered 200 without images")
-        _raise_if_output_filtered(items)
-        return [await self._image_from_item(item, deadline) for item in items]
-
-    # --- legacy dialect ----------------------------------------------------------------------
-
-    async def _generate_legacy(
-        self,
-        request: ImageRequest,
-        operation_id: str,
-        deadline: float,
-        operation_url: str | None,
-        on_operation: OperationCallback | None,
-    ) -> list[GeneratedImage]:
-        submitted_at: float | None = None
-        if operation_url is None:
-            submitted_at = self._clock()
-            submit_url = (
-                f"{self._settings.openai_endpoint}/openai/images/generations:submit"
-                f"?api-version={self._settings.api_version}"
-            )
-            body = {"prompt": request.prompt, "n": request.n, "size": request.size}
-            answer = await self._send("POST", submit_url, body, deadline, {"Operation-Id": operation_id})
-            if answer.status not in (200, 201, 202):
-                raise self._error_from_answer(answer)
-            operation_url = answer.headers.get("operation-location")
-            if not operation_url:
-                raise UpstreamError("Azure OpenAI accepted the job without an operation-location")
-            if on_operation is not None:
-                await on_operation(operation_url)
-        document = await self._poll(operation_url, deadline, submitted_at)
-        status = document.get("status")
-        if status == "succeeded":
-            result = document.get("result")
-            items = result.get("data") if isinstance(result, dict) else None
-            if not isinstance(items, list) or not items:
-                raise UpstreamError("the operation succeeded without images")
-            _raise_if_output_filtered(items)
-            return [await self._image_from_item(item, deadline) for item in items]
-        error = document.get("error") if isinstance(document.get("error"), dict) else {}
-        assert isinstance(error, dict)
-        if error.get("code") == "contentFilter":
-            raise ContentFiltered(
-                "the safety system refused the prompt", details={"categories": _categories(error)}
-            )
-        if status in ("canceled", "cancelled", "deleted"):
-            raise UpstreamError("the operation was canceled at Azure OpenAI")
-        raise UpstreamError(f"the operation failed at Azure OpenAI ({error.get('code', 'unknown')})")
-
-    async def _poll(self, operation_url: str, deadline: float, submitted_at: float | None) -> dict[str, Any]:
-        """Poll until the operation ends.
-
-        Without history: 50 ms, growing by half each time, never longer than the server's retry-after. With
-        history (operations this instance submitted and saw finish), sleep until about when the
-        typical operation finishes, then every 5 ms for up to a quarter of a second, then slowing down again:
-        fewer polls overall and a short delay after completion.
-        """
-        interval = POLL_FIRST_SECONDS
-        expected = self._durations.typical() if submitted_at is not None else None
-        previous_poll = submitted_at
-        while True:
-            polled_at = self._clock()
-            answer = await self._send("GET", operation_url, None, deadline)
-            if answer.status == 404:
-                raise UpstreamError("the operation is unknown at Azure OpenAI (expired or deleted)")
-            if answer.status != 200:
-                raise self._error_from_answer(answer)
-            document = answer.json()
-            if document.get("status") in LEGACY_TERMINAL:
-                if (
-                    submitted_at is not None
-                    and previous_poll is not None
-                    and document.get("status") == "succeeded"
-                ):
-                    # It finished after the previous poll: a lower bound of its duration.
-                    self._durations.add(previous_poll - submitted_at)
-                return document
-            previous_poll = polled_at
-            cap = _retry_after_seconds(answer.headers) or POLL_DEFAULT_CAP_SECONDS
-            now = self._clock()
-            until_expected = (
-                (submitted_at + expected - now) if (expected and submitted_at is not None) else 0.0
-            )
-            if until_expected > POLL_NEAR_SECONDS:
-                pause = min(cap, until_expected)
-            elif expected is not None and -until_expected < POLL_NEAR_WINDOW_SECONDS:
-                pause = POLL_NEAR_SECONDS  # around the typical finish: notice it within a few ms
-            else:
-                pause = interval
-                interval = min(interval * POLL_GROWTH, cap)
-            if now + pause >= deadline:
-                raise UpstreamTimeout("Azure OpenAI did not finish in time")
-            await self._sleep(pause)
 
     # --- images -------------------------------------------------------------------------------
 

@@ -22,6 +22,7 @@ from urllib.parse import urlsplit
 
 import azure.functions as func
 
+from imagegen.catalog import rules_for_model
 from imagegen.errors import (
     ERROR_TYPES_BY_CODE,
     ContentFiltered,
@@ -47,7 +48,6 @@ from imagegen.models import (
     MAX_USER_CHARS,
     REQUEST_FIELDS,
     ModelRules,
-    rules_for_model,
 )
 from imagegen.settings import get_settings
 
@@ -74,7 +74,6 @@ def _request_property(name: str, rules: ModelRules) -> Schema | None:
     choices: dict[str, tuple[str, ...]] = {
         "size": rules.sizes,
         "quality": rules.qualities,
-        "style": rules.styles,
         "background": rules.backgrounds,
         "output_format": rules.output_formats,
     }
@@ -103,12 +102,12 @@ def _request_property(name: str, rules: ModelRules) -> Schema | None:
         rule = rules.custom_size
         return {
             "type": "string",
-            "pattern": r"^(auto|[1-9][0-9]{0,4}x[1-9][0-9]{0,4})$",
+            "pattern": (r"^(auto|" if "auto" in rules.sizes else r"^(")
+            + r"[1-9][0-9]{0,4}x[1-9][0-9]{0,4})$",
             "default": rules.default_size,
             "description": (
-                f"auto, or WIDTHxHEIGHT in pixels for {rules.name}: both edges multiples of {rule.multiple_of}, "
-                f"long edge at most {rule.max_edge}, aspect ratio at most {rule.max_ratio:g}:1, "
-                f"{rule.min_pixels:,}-{rule.max_pixels:,} pixels (e.g. {', '.join(rules.sizes[:-1])})."
+                f"{'auto, or ' if 'auto' in rules.sizes else ''}WIDTHxHEIGHT in pixels for {rules.name}: "
+                f"{rule.describe()} (e.g. {', '.join(s for s in rules.sizes if s != 'auto')})."
             ),
             "x-ms-summary": "Size",
             "x-ms-visibility": "advanced",
@@ -136,14 +135,12 @@ def _request_property(name: str, rules: ModelRules) -> Schema | None:
         schema["description"] = {
             "size": "Width x height in pixels.",
             "quality": "Rendering quality.",
-            "style": "Vivid (hyper-real, dramatic) or natural.",
             "background": "Background of the image; transparent needs output_format png.",
             "output_format": "File format of the stored images.",
         }[name]
         schema["x-ms-summary"] = {
             "size": "Size",
             "quality": "Quality",
-            "style": "Style",
             "background": "Background",
             "output_format": "Output Format",
         }[name]

@@ -21,8 +21,9 @@ from urllib.parse import urlsplit
 
 import azure.functions as func
 
+from imagegen.catalog import rules_for_model
 from imagegen.errors import SettingsError
-from imagegen.models import ModelRules, rules_for_model
+from imagegen.models import ModelRules
 from imagegen.settings import Settings, get_settings
 
 DEFAULT_API_BASE = "/api"
@@ -76,9 +77,21 @@ def model_options(rules: ModelRules) -> dict[str, Any]:
         "sizes": list(rules.sizes),
         "default_size": rules.default_size,
         "qualities": list(rules.qualities),
-        "styles": list(rules.styles),
         "backgrounds": list(rules.backgrounds),
         "output_formats": list(rules.output_formats),
+        "custom_size": _custom_size(rules),
+    }
+
+
+def _custom_size(rules: ModelRules) -> dict[str, Any] | None:
+    rule = rules.custom_size
+    if rule is None:
+        return None
+    return {
+        "multiple_of": rule.multiple_of,
+        "min_edge": rule.min_edge,
+        "max_edge": rule.max_edge,
+        "text": rule.describe(),
     }
 
 

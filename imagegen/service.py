@@ -6,8 +6,8 @@ The durability rules (docs/architecture.md):
 - Whoever runs a job holds its lease (`lease_until`, ETag-written, renewed while it works). A message
   for a job under a live lease goes back to the queue with a delay; only an expired lease (a dead
   instance) is taken over, so a paid upstream call is repeated at most once, after a crash.
-- A resumed job never repeats a finished step: a legacy job polls its stored operation; images
-  already in Blob Storage are not uploaded again.
+- A resumed job never repeats a finished step: images already in Blob Storage are not uploaded
+  again.
 - Whoever owns a job's message publishes its terminal state (to `image-results`, and to the
   callback) and only then lets the message go: delivery is at least once.
 
@@ -33,6 +33,7 @@ from typing import Any, Protocol
 from azure.core.credentials_async import AsyncTokenCredential
 
 from imagegen.blob_store import BlobAlreadyExists, BlobChanged, BlobStore
+from imagegen.catalog import rules_for_model
 from imagegen.errors import (
     IdempotencyKeyReused,
     ImageGenError,
@@ -42,8 +43,8 @@ from imagegen.errors import (
     StorageError,
 )
 from imagegen.jobs import Job, JobRepository, JobStatus, JobView, StoredImage, VersionedJob
-from imagegen.models import ImageRequest, ModelRules, rules_for_model
-from imagegen.openai_images import AzureOpenAIImages, GeneratedImage, OperationCallback
+from imagegen.models import ImageRequest, ModelRules
+from imagegen.openai_images import AzureOpenAIImages, GeneratedImage, Generation
 from imagegen.queues import MAX_MESSAGE_BYTES, QueueStore, SentMessage, message_size
 from imagegen.settings import (
     QUEUE_IMAGE_JOBS,
@@ -64,17 +65,7 @@ EXISTING_JOB_POLL_SECONDS = (0.1, 0.2, 0.4, 0.8, 1.0)
 
 
 class ImageGenerator(Protocol):
-    async def generate(
-        self,
-        request: ImageRequest,
-        *,
-        operation_id: str,
-        deadline: float,
-        operation_url: str | None = None,
-        on_operation: OperationCallback | None = None,
-    ) -> list[GeneratedImage]: ...
-
-    async def cancel_operation(self, operation_url: str, *, deadline: float) -> None: ...
+    async def generate(self, request: ImageRequest, *, deadline: float) -> Generation: ...
 
     async def close(self) -> None: ...
 
@@ -213,6 +204,7 @@ class ImageService:
             idempotency_key_hash=key_hash,
             body_hash=submission.body_hash,
             api_base=submission.api_base,
+            model=self.settings.catalog_model.name,
         )
 
     async def submit_async(self, submission: Submission) -> Job:
@@ -349,18 +341,10 @@ class ImageService:
         resumed = job.attempts > 1
         deadline = self._monotonic() + self.settings.upstream_timeout_seconds
 
-        async def remember_operation(operation_url: str) -> None:
-            await handle.write(lambda current: replace(current, operation_url=operation_url))
-
         try:
-            generated = await self._generator.generate(
-                job.request,
-                operation_id=job.id,
-                deadline=deadline,
-                operation_url=job.operation_url,
-                on_operation=remember_operation,
-            )
-            stored = await self._store_images(job, generated, skip_existing=resumed)
+            generation = await self._generator.generate(job.request, deadline=deadline)
+            stored = await self._store_images(job, generation.images, skip_existing=resumed)
+            cost = self.settings.prices.cost(self.settings.model, generation.usage, len(stored))
             outcome = "succeeded"
         except ImageGenError as error:
             log.info("job %s failed: %s", job.id, error.code)
@@ -368,7 +352,9 @@ class ImageService:
             outcome = "failed"
         now = self._clock()
         if outcome == "succeeded":
-            await handle.write(lambda current: current.succeeded(stored, now))
+            await handle.write(
+                lambda current: current.succeeded(stored, now, usage=generation.usage, cost=cost)
+            )
         else:
             await handle.write(lambda current: current.failed(failure, now))
         log.info("job %s %s (attempt %d)", job.id, handle.job.status.value, handle.job.attempts)
@@ -397,7 +383,7 @@ class ImageService:
         return replace(current, lease_until=now + self._lease, updated_at=now)
 
     async def _store_images(
-        self, job: Job, generated: list[GeneratedImage], *, skip_existing: bool
+        self, job: Job, generated: tuple[GeneratedImage, ...], *, skip_existing: bool
     ) -> tuple[StoredImage, ...]:
         async def store_one(index: int, image: GeneratedImage) -> StoredImage:
             name = job.image_blob_name(index, image.info.extension)
@@ -512,11 +498,6 @@ class ImageService:
         running_here = self._handles.get(job.id)
         if running_here is not None:
             running_here.stop_canceled(job)
-        if job.operation_url is not None:
-            try:
-                await self._generator.cancel_operation(job.operation_url, deadline=self._monotonic() + 10)
-            except ImageGenError as error:
-                log.warning("job %s: the upstream operation could not be canceled (%s)", job.id, error.code)
         return job
 
     async def view(self, job: Job) -> JobView:

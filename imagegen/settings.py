@@ -11,13 +11,20 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
-from enum import StrEnum
 from functools import cache
 from urllib.parse import urlsplit
 
-from imagegen.catalog import Lifecycle, lifecycle_of, retirement_message
+from imagegen.catalog import (
+    AI_AZURE_SCOPE,
+    ApiStyle,
+    CatalogModel,
+    Dialect,
+    Lifecycle,
+    model_entry,
+    retirement_message,
+)
 from imagegen.errors import SettingsError
-from imagegen.models import rules_for_model
+from imagegen.pricing import PriceTable, PriceTableError, shipped_prices
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +50,7 @@ ENV_UPSTREAM_TIMEOUT_SECONDS = "UPSTREAM_TIMEOUT_SECONDS"
 ENV_JOB_LEASE_SECONDS = "JOB_LEASE_SECONDS"
 ENV_WEBHOOK_SECRET = "WEBHOOK_SECRET"  # noqa: S105 - a setting name, not a secret
 ENV_ALLOW_LOCAL_WEBHOOKS = "ALLOW_LOCAL_WEBHOOKS"
+ENV_IMAGE_PRICES = "IMAGE_PRICES"
 
 # What infra/ must set in Azure: every setting the app reads there (keyless: no API key, no
 # connection string; the local-development flag stays off).
@@ -66,6 +74,7 @@ DEPLOYED_SETTING_NAMES: frozenset[str] = frozenset(
         ENV_UPSTREAM_TIMEOUT_SECONDS,
         ENV_JOB_LEASE_SECONDS,
         ENV_WEBHOOK_SECRET,
+        ENV_IMAGE_PRICES,
     }
 )
 # Read only on a developer's machine.
@@ -83,12 +92,8 @@ QUEUE_IMAGE_RESULTS = "image-results"
 DEFAULT_IMAGES_CONTAINER = "images"
 DEFAULT_JOBS_CONTAINER = "jobs"
 
-# The image how-to's scope for gpt-image models (articles/foundry/openai/how-to/dall-e.md, 04/17/2026).
-DEFAULT_OPENAI_SCOPE = "https://ai.azure.com/.default"
-# The scope Azure OpenAI has always accepted; the legacy dialect keeps it.
-COGNITIVE_SERVICES_SCOPE = "https://cognitiveservices.azure.com/.default"
 DEFAULT_MODEL = "gpt-image-2"
-LEGACY_MODEL = "dall-e-2"  # the only model the :submit API serves
+DEFAULT_OPENAI_SCOPE = AI_AZURE_SCOPE  # the default model's; each model's docs name its own (catalog)
 MAX_SAS_TTL_MINUTES = 7 * 24 * 60
 # The Azure front end cuts HTTP requests at 230 s; leave room for storage work and the answer.
 MAX_WAIT_SECONDS_LIMIT = 200.0
@@ -98,19 +103,6 @@ AZURITE_DEFAULT_CONNECTION_STRING = (
     "AccountKey=Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==;"
     "BlobEndpoint=http://127.0.0.1:10000/devstoreaccount1;QueueEndpoint=http://127.0.0.1:10001/devstoreaccount1;"
 )
-
-
-class ApiStyle(StrEnum):
-    DEPLOYMENTS = "deployments"
-    V1 = "v1"
-    LEGACY = "legacy"
-
-
-DEFAULT_API_VERSIONS: Mapping[ApiStyle, str] = {
-    ApiStyle.DEPLOYMENTS: "2025-04-01-preview",
-    ApiStyle.V1: "preview",
-    ApiStyle.LEGACY: "2023-06-01-preview",
-}
 
 
 @dataclass(frozen=True)
@@ -146,43 +138,26 @@ class Settings:
     job_lease_seconds: float = 30.0
     webhook_secret: str | None = field(default=None, repr=False)
     allow_local_webhooks: bool = False
+    prices: PriceTable = field(default_factory=shipped_prices, repr=False)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Settings:
         reader = _Reader(env)
-        style_text = reader.optional(ENV_OPENAI_API_STYLE) or ApiStyle.V1.value
-        try:
-            style = ApiStyle(style_text.lower())
-        except ValueError:
-            raise SettingsError(
-                ENV_OPENAI_API_STYLE, f"must be one of {', '.join(s.value for s in ApiStyle)}"
-            ) from None
-        default_model = LEGACY_MODEL if style is ApiStyle.LEGACY else DEFAULT_MODEL
-        model = (reader.optional(ENV_OPENAI_MODEL) or default_model).lower()
-        lifecycle = lifecycle_of(model)
-        if style is not ApiStyle.LEGACY and lifecycle is not None and lifecycle.is_retired(_today()):
-            raise SettingsError(ENV_OPENAI_MODEL, retirement_message(lifecycle))
-        try:
-            rules_for_model(model)
-        except ValueError:
-            raise SettingsError(ENV_OPENAI_MODEL, f"names an unknown image model {model!r}") from None
-        if lifecycle is not None and lifecycle.retires_soon(_today()):
-            _warn_retirement_once(lifecycle)
-        if style is ApiStyle.LEGACY and not model.startswith(LEGACY_MODEL):
-            raise SettingsError(ENV_OPENAI_MODEL, "must be dall-e-2 with the legacy API style")
+        model = reader.optional(ENV_OPENAI_MODEL) or DEFAULT_MODEL
+        entry = _served_model(model)
+        dialect = _dialect(reader.optional(ENV_OPENAI_API_STYLE), entry)
         deployment = reader.optional(ENV_OPENAI_DEPLOYMENT)
-        if deployment is None and style is not ApiStyle.LEGACY:
-            raise SettingsError(ENV_OPENAI_DEPLOYMENT, "is required for the deployments and v1 styles")
+        if deployment is None:
+            raise SettingsError(ENV_OPENAI_DEPLOYMENT, "is required (the name of the model's deployment)")
         max_wait = reader.number(ENV_MAX_WAIT_SECONDS, default=120.0, low=0.0, high=MAX_WAIT_SECONDS_LIMIT)
         upstream_timeout = reader.number(ENV_UPSTREAM_TIMEOUT_SECONDS, default=180.0, low=1.0, high=3600.0)
         return cls(
             openai_endpoint=reader.url(ENV_OPENAI_ENDPOINT).rstrip("/"),
-            api_style=style,
-            deployment=deployment or "",
-            model=model,
-            api_version=reader.optional(ENV_OPENAI_API_VERSION) or DEFAULT_API_VERSIONS[style],
-            openai_scope=reader.optional(ENV_OPENAI_SCOPE)
-            or (COGNITIVE_SERVICES_SCOPE if style is ApiStyle.LEGACY else DEFAULT_OPENAI_SCOPE),
+            api_style=dialect.style,
+            deployment=deployment,
+            model=entry.key,
+            api_version=reader.optional(ENV_OPENAI_API_VERSION) or dialect.api_version,
+            openai_scope=reader.optional(ENV_OPENAI_SCOPE) or entry.scope,
             storage=_storage_settings(reader),
             api_key=reader.optional(ENV_OPENAI_API_KEY),
             client_id=reader.optional(ENV_CLIENT_ID),
@@ -196,11 +171,53 @@ class Settings:
             job_lease_seconds=reader.number(ENV_JOB_LEASE_SECONDS, default=30.0, low=5.0, high=600.0),
             webhook_secret=reader.optional(ENV_WEBHOOK_SECRET),
             allow_local_webhooks=reader.flag(ENV_ALLOW_LOCAL_WEBHOOKS),
+            prices=_prices(reader.optional(ENV_IMAGE_PRICES)),
         )
 
     @property
-    def lifecycle(self) -> Lifecycle | None:
-        return lifecycle_of(self.model)
+    def catalog_model(self) -> CatalogModel:
+        entry = model_entry(self.model)
+        assert entry is not None  # from_env checked it
+        return entry
+
+    @property
+    def lifecycle(self) -> Lifecycle:
+        return self.catalog_model.lifecycle
+
+
+def _prices(override: str | None) -> PriceTable:
+    if override is None:
+        return shipped_prices()
+    try:
+        return shipped_prices().overridden(override)
+    except PriceTableError as error:
+        raise SettingsError(ENV_IMAGE_PRICES, str(error)) from None
+
+
+def _dialect(style_text: str | None, entry: CatalogModel) -> Dialect:
+    """The dialect asked for, if the model is served on it; else the model's documented one."""
+    if style_text is None:
+        return entry.default_dialect
+    served = ", ".join(d.style.value for d in entry.dialects)
+    try:
+        found = entry.dialect(ApiStyle(style_text.lower()))
+    except ValueError:
+        found = None
+    if found is None:
+        raise SettingsError(ENV_OPENAI_API_STYLE, f"must be one of {served} for {entry.name}")
+    return found
+
+
+def _served_model(model: str) -> CatalogModel:
+    """The catalog entry of a model Azure serves today; a retired or unknown one stops start-up."""
+    entry = model_entry(model)
+    if entry is None:
+        raise SettingsError(ENV_OPENAI_MODEL, f"names an unknown image model {model!r}")
+    if entry.lifecycle.is_retired(_today()) or entry.rules is None:
+        raise SettingsError(ENV_OPENAI_MODEL, retirement_message(entry.lifecycle))
+    if entry.lifecycle.retires_soon(_today()):
+        _warn_retirement_once(entry.lifecycle)
+    return entry
 
 
 def _today() -> date:

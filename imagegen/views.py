@@ -15,7 +15,7 @@ def job_url(api_base: str, job_id: str) -> str:
 
 
 def render_job(view: JobView, api_base: str | None) -> dict[str, Any]:
-    """No internal fields (operation URL, lease, hashes, callback) and no secrets."""
+    """No internal fields (lease, hashes, callback) and no secrets."""
     job = view.job
     record = job.to_record()
     body: dict[str, Any] = {
@@ -24,6 +24,9 @@ def render_job(view: JobView, api_base: str | None) -> dict[str, Any]:
         "created_at": record["created_at"],
         "updated_at": record["updated_at"],
         "request": record["request"],
+        "model": job.model,
+        "usage": record.get("usage"),
+        "cost": record.get("cost"),
         "images": [
             {
                 "url": link.url,

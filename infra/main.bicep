@@ -62,18 +62,18 @@ param openAiDeploymentSkuName string = 'GlobalStandard'
 param openAiDeploymentCapacity int = 1
 
 @allowed([
-  'deployments'
+  ''
   'v1'
-  'legacy'
+  'deployments'
 ])
-@description('Upstream dialect the app speaks (AZURE_OPENAI_API_STYLE).')
-param openAiApiStyle string = 'v1'
+@description('Upstream dialect the app speaks (AZURE_OPENAI_API_STYLE); empty for the one Microsoft documents for the model (v1 for gpt-image models, deployments for FLUX).')
+param openAiApiStyle string = ''
 
-@description('api-version the app sends (AZURE_OPENAI_API_VERSION); empty for the default of openAiApiStyle.')
+@description('api-version the app sends (AZURE_OPENAI_API_VERSION); empty for the model\'s default on its dialect.')
 param openAiApiVersion string = ''
 
-@description('Entra ID scope for Azure OpenAI tokens (AZURE_OPENAI_SCOPE).')
-param openAiScope string = 'https://ai.azure.com/.default'
+@description('Entra ID scope for the model\'s tokens (AZURE_OPENAI_SCOPE); empty for the one its docs use (https://ai.azure.com/.default for gpt-image models, https://cognitiveservices.azure.com/.default for FLUX).')
+param openAiScope string = ''
 
 // ---------------------------------------------------------------- function app
 @allowed([
@@ -117,6 +117,9 @@ param jobLeaseSeconds int = 30
 @description('Days after which generated images and job records are deleted by the storage lifecycle rule.')
 param retentionDays int = 7
 
+@description('Prices that replace the shipped table per model (IMAGE_PRICES, JSON: {"gpt-image-2": {"text_input_per_million": 5, "image_input_per_million": 8, "output_per_million": 30, "currency": "USD", "as_of": "2026-12-01"}}); empty for the shipped list prices.')
+param imagePrices string = ''
+
 // ---------------------------------------------------------------- webhooks
 @description('Sign callback_url webhooks; creates a Key Vault holding WEBHOOK_SECRET. False: no Key Vault, no WEBHOOK_SECRET.')
 param webhooksEnabled bool = true
@@ -149,17 +152,10 @@ var poisonQueues = [
   'image-requests-poison'
   'image-results-poison'
 ]
-// The app's default api-version per dialect (imagegen.settings.DEFAULT_API_VERSIONS).
-var defaultApiVersions = {
-  deployments: '2025-04-01-preview'
-  v1: 'preview'
-  legacy: '2023-06-01-preview'
-}
 
 var useExistingOpenAi = !empty(openAiExistingAccountName)
 var openAiResourceGroupName = useExistingOpenAi && !empty(openAiExistingResourceGroupName) ? openAiExistingResourceGroupName : rgName
 var openAiDeployment = !empty(openAiDeploymentName) ? openAiDeploymentName : openAiModelName
-var openAiApiVersionEffective = !empty(openAiApiVersion) ? openAiApiVersion : defaultApiVersions[openAiApiStyle]
 var webhooksOn = webhooksEnabled && !empty(webhookSecret)
 var deployerPrincipalId = grantDeployerAccess ? principalId : ''
 
@@ -307,7 +303,7 @@ module api 'app/api.bicep' = {
     openAiApiStyle: openAiApiStyle
     openAiDeploymentName: openAiDeployment
     openAiModelName: openAiModelName
-    openAiApiVersion: openAiApiVersionEffective
+    openAiApiVersion: openAiApiVersion
     openAiScope: openAiScope
     imagesContainerName: imagesContainerName
     jobsContainerName: jobsContainerName
@@ -315,6 +311,7 @@ module api 'app/api.bicep' = {
     maxWaitSeconds: maxWaitSeconds
     upstreamTimeoutSeconds: upstreamTimeoutSeconds
     jobLeaseSeconds: jobLeaseSeconds
+    imagePrices: imagePrices
     webhooksEnabled: webhooksOn
     webhookSecretReferenceUri: webhooksOn ? keyVault.outputs.referenceUri : ''
   }

@@ -5,11 +5,11 @@
 
 (() => {
   const KEY_STORAGE = 'imagegen.playground.key';
-  const OPTION_FIELDS = ['size', 'quality', 'style', 'background', 'output_format'];
+  const OPTION_FIELDS = ['size', 'quality', 'background', 'output_format'];
+  const CUSTOM_SIZE = 'custom';
   const OPTION_LISTS = {
     size: 'sizes',
     quality: 'qualities',
-    style: 'styles',
     background: 'backgrounds',
     output_format: 'output_formats',
   };
@@ -101,6 +101,44 @@
         if (typeof value === 'string') select.append(new Option(value, value));
       }
     }
+    initCustomSize(model);
+  }
+
+  // A model with a size rule (gpt-image-2, FLUX) takes any WIDTHxHEIGHT within it, not only presets.
+  function initCustomSize(model) {
+    const rule = model && model.custom_size && typeof model.custom_size === 'object' ? model.custom_size : null;
+    const box = $('custom-size');
+    const select = $('size');
+    if (!rule || !Number.isInteger(rule.multiple_of) || !Number.isInteger(rule.max_edge)) {
+      box.hidden = true;
+      return;
+    }
+    if (select.disabled) {
+      select.closest('.option').hidden = false;
+      select.disabled = false;
+      select.append(new Option(`default (${model.default_size})`, ''));
+    }
+    select.append(new Option('custom…', CUSTOM_SIZE));
+    for (const input of [$('width'), $('height')]) {
+      input.step = String(rule.multiple_of);
+      input.min = String(Math.max(rule.multiple_of, rule.min_edge || 0));
+      input.max = String(rule.max_edge);
+    }
+    const [width, height] = String(model.default_size || '1024x1024').split('x');
+    $('width').value = width;
+    $('height').value = height;
+    $('custom-size-help').textContent = typeof rule.text === 'string' ? rule.text : '';
+    const sync = () => {
+      box.hidden = select.value !== CUSTOM_SIZE;
+    };
+    select.addEventListener('change', sync);
+    sync();
+  }
+
+  function chosenSize() {
+    const select = $('size');
+    if (select.value !== CUSTOM_SIZE) return select.value;
+    return `${$('width').value.trim()}x${$('height').value.trim()}`;
   }
 
   // --- status, errors, busy state --------------------------------------------------------------
@@ -240,7 +278,7 @@
     if (n !== '') body.n = /^\d+$/.test(n) ? Number(n) : n; // anything else: the API's 400 explains
     for (const field of OPTION_FIELDS) {
       const select = $(field);
-      if (!select.disabled && select.value) body[field] = select.value;
+      if (!select.disabled && select.value) body[field] = field === 'size' ? chosenSize() : select.value;
     }
     return body;
   }

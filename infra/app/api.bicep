@@ -54,6 +54,8 @@ param sasTtlMinutes int
 param maxWaitSeconds int
 param upstreamTimeoutSeconds int
 param jobLeaseSeconds int
+@description('IMAGE_PRICES: per-model prices that replace the shipped table; empty for the shipped ones.')
+param imagePrices string = ''
 
 param webhooksEnabled bool
 @description('Versionless Key Vault URI of the webhook signing secret (ignored when webhooks are off).')
@@ -148,6 +150,10 @@ var applicationSettings = [
   {
     name: 'JOB_LEASE_SECONDS'
     value: string(jobLeaseSeconds)
+  }
+  {
+    name: 'IMAGE_PRICES'
+    value: imagePrices
   }
 ]
 

@@ -180,20 +180,6 @@ def test_cancel_a_finished_job_is_409(api: Api) -> None:
     assert api.get(job["id"]).status_code == 200
 
 
-def test_cancel_a_legacy_job_deletes_the_upstream_operation(stacks: StackFactory) -> None:
-    api = _api(
-        stacks(
-            api_style="legacy", model="dall-e-2", setting_overrides=DURABLE_SETTINGS, devhost_env=FAST_DEVHOST
-        ),
-        {"legacy_queue_seconds": 0.2, "legacy_latency_seconds": 6},
-    )
-    job = api.post({"prompt": "a slow cat"}, headers={"Prefer": "respond-async"}).json()
-    wait_until(lambda: api.calls("submit"), timeout=10, interval=0.1)
-    response = requests.delete(f"{api.base}/images/{job['id']}", headers=api.key_headers, timeout=10)
-    assert response.status_code == 200
-    assert [c["status"] for c in api.calls("cancel")] == [204]
-
-
 # --- queues in and out -----------------------------------------------------------------------
 
 
@@ -366,19 +352,6 @@ def crash_stack(tmp_path: Path) -> Iterator[LocalStack]:
     stack.stop()
 
 
-@pytest.fixture
-def crash_legacy_stack(tmp_path: Path) -> Iterator[LocalStack]:
-    stack = start_local_stack(
-        tmp_path / "legacy",
-        api_style="legacy",
-        model="dall-e-2",
-        setting_overrides=DURABLE_SETTINGS,
-        devhost_env=FAST_DEVHOST,
-    )
-    yield stack
-    stack.stop()
-
-
 def _terminal(api: Api, job_ids: list[str], timeout: float) -> dict[str, str]:
     def statuses() -> dict[str, str] | None:
         found = {job_id: api.get(job_id).json()["status"] for job_id in job_ids}
@@ -410,21 +383,6 @@ def test_killing_the_dev_host_mid_job_loses_nothing(crash_stack: LocalStack) -> 
     assert len(api.calls("generate")) <= 2 * len(jobs)
     logs = "".join(process.log_text() for process in crash_stack.all_processes())
     assert logs.count("resumed: its previous worker stopped renewing") == len(jobs)
-
-
-def test_a_resumed_legacy_job_polls_its_stored_operation(crash_legacy_stack: LocalStack) -> None:
-    api = _api(
-        crash_legacy_stack,
-        {"legacy_queue_seconds": 0.5, "legacy_latency_seconds": 5, "retry_after_seconds": 1},
-    )
-    job = api.post({"prompt": "a patient cat"}, headers={"Prefer": "respond-async"}).json()
-    wait_until(lambda: api.calls("poll"), timeout=10, interval=0.1)
-    crash_legacy_stack.crash_devhost()
-    crash_legacy_stack.restart_devhost()
-    assert _terminal(api, [job["id"]], timeout=60) == {job["id"]: "succeeded"}
-    assert len(api.calls("submit")) == 1
-    assert api.emulator("GET", "stats")["paid_generations"] == 1
-    assert len(api.calls("download")) == 1
 
 
 def test_restarting_azurite_mid_job_leaves_no_job_stuck(crash_stack: LocalStack) -> None:
@@ -465,45 +423,25 @@ def test_two_instances_never_both_finish_a_job(crash_stack: LocalStack) -> None:
     assert logs.count("succeeded (attempt 1)") == len(jobs)
 
 
-def test_a_resumed_job_does_not_upload_a_stored_image_again(crash_legacy_stack: LocalStack) -> None:
+def test_a_resumed_job_does_not_upload_a_stored_image_again(crash_stack: LocalStack) -> None:
     """The state a crash leaves between the upload and the final record: the image is stored once."""
+    import io
     from datetime import UTC, datetime, timedelta
 
     from azure.storage.blob import BlobServiceClient, ContentSettings
+    from PIL import Image
 
-    from devtools.tokens import mint_access_token
     from imagegen.jobs import Job, JobStatus
     from imagegen.models import ImageRequest
 
-    stack = crash_legacy_stack
-    api = _api(stack, {"legacy_queue_seconds": 0.1, "legacy_latency_seconds": 0.3})
+    stack = crash_stack
+    api = _api(stack, {"latency_seconds": 0.1})
     now = datetime.now(UTC)
-    job = Job.new(ImageRequest(prompt="a stored cat"), now=now, status=JobStatus.RUNNING)
-    # The dead worker had submitted the operation (Operation-Id = job id) ...
-    token, _ = mint_access_token(
-        resource="https://cognitiveservices.azure.com", client_id=None, lifetime_seconds=600
-    )
-    submitted = requests.post(
-        f"{stack.aoai.endpoint}/openai/images/generations:submit?api-version=2023-06-01-preview",
-        json={"prompt": "a stored cat", "n": 1, "size": "1024x1024"},
-        headers={"Authorization": f"Bearer {token}", "Operation-Id": job.id},
-        timeout=10,
-        verify=api.ca,
-    )
-    operation_url = submitted.headers["operation-location"]
-    result = wait_until(
-        lambda: (
-            (
-                r := requests.get(
-                    operation_url, headers={"Authorization": f"Bearer {token}"}, timeout=10, verify=api.ca
-                ).json()
-            )["status"]
-            == "succeeded"
-            and r
-        )
-    )
-    image = requests.get(result["result"]["data"][0]["url"], timeout=10, verify=api.ca).content
-    # ... stored the image, and died before writing the final record; its lease has lapsed.
+    job = Job.new(ImageRequest(prompt="a stored cat"), now=now, status=JobStatus.RUNNING, model="gpt-image-2")
+    # The dead worker had generated and stored the image, and died before writing the final record;
+    # its lease has lapsed.
+    buffer = io.BytesIO()
+    Image.new("RGB", (1024, 1024), (200, 30, 30)).save(buffer, format="PNG")
     blobs = BlobServiceClient.from_connection_string(
         stack.azurite.connection_string, connection_verify=api.ca
     )
@@ -511,13 +449,12 @@ def test_a_resumed_job_does_not_upload_a_stored_image_again(crash_legacy_stack: 
     with contextlib.suppress(ResourceExistsError):
         blobs.create_container("images")
     stored.upload_blob(
-        image,
+        buffer.getvalue(),
         content_settings=ContentSettings(content_type="image/png"),
         metadata={"job_id": job.id, "index": "0"},
     )
     etag = stored.get_blob_properties().etag
     crashed = job.leased("dead-instance", now - timedelta(seconds=1), now - timedelta(seconds=40))
-    crashed = Job(**{**crashed.__dict__, "operation_url": operation_url})
     with contextlib.suppress(ResourceExistsError):
         blobs.create_container("jobs")
     blobs.get_blob_client("jobs", f"{job.id}.json").upload_blob(json.dumps(crashed.to_record()))
@@ -525,10 +462,10 @@ def test_a_resumed_job_does_not_upload_a_stored_image_again(crash_legacy_stack: 
 
     assert _terminal(api, [job.id], timeout=30) == {job.id: "succeeded"}
     assert stored.get_blob_properties().etag == etag  # not uploaded again
-    assert len(api.calls("submit")) == 1  # ours: the worker polled the stored operation
+    assert len(api.calls("generate")) == 1  # the synchronous call is repeated once, after the crash
     body = api.get(job.id).json()
     assert body["images"][0]["blob"] == job.image_blob_name(0, "png")
-    assert api.download(body["images"][0]["url"]).content == image
+    assert api.download(body["images"][0]["url"]).content == buffer.getvalue()
 
 
 def test_a_job_message_with_a_stale_record_never_runs_the_job_again(api: Api) -> None:

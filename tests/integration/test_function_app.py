@@ -23,7 +23,6 @@ from tests.integration.conftest import FAULT_SETTINGS, StackFactory
 from tests.integration.waiting import wait_until
 
 PROBE_TIMEOUT_SECONDS = 10  # a health probe gives up after seconds, not minutes
-FAST_LEGACY = {"legacy_queue_seconds": 0.1, "legacy_latency_seconds": 0.3, "retry_after_seconds": 1}
 
 
 class Api:
@@ -86,8 +85,9 @@ def fault_api(stacks: StackFactory) -> Api:
 
 
 @pytest.fixture
-def legacy_api(stacks: StackFactory) -> Api:
-    return _api(stacks(api_style="legacy", model="dall-e-2"), FAST_LEGACY)
+def flux_api(stacks: StackFactory) -> Api:
+    """FLUX-1.1-pro through the Image API: the deployments path, an answer with a URL to download."""
+    return _api(stacks(model="FLUX-1.1-pro"))
 
 
 def _png_size(data: bytes) -> tuple[int, int]:
@@ -122,6 +122,22 @@ def test_identity_mode_v1_dialect_n3_gives_three_blobs_and_links(identity_api: A
     job = _assert_good_job(identity_api, response, 3, (1536, 1024))
     assert [c["dialect"] for c in identity_api.calls("generate")] == ["v1"]
     assert identity_api.calls("generate")[0]["auth"] == "bearer"
+    assert job["model"] == "gpt-image-2"
+    usage = job["usage"]
+    assert usage["output_tokens"] > 0 and usage["input_tokens_details"]["text_tokens"] > 0
+    assert usage["total_tokens"] == usage["input_tokens"] + usage["output_tokens"]
+    prices = json.loads((Path(__file__).resolve().parents[2] / "imagegen/data/prices.json").read_text())
+    price = prices["models"]["gpt-image-2"]
+    expected = (
+        usage["input_tokens_details"]["text_tokens"] * price["text_input_per_million"]
+        + usage["input_tokens_details"]["image_tokens"] * price["image_input_per_million"]
+        + usage["output_tokens"] * price["output_per_million"]
+    ) / 1_000_000
+    assert job["cost"] == {
+        "amount": pytest.approx(expected, abs=1e-6),
+        "currency": "USD",
+        "prices_as_of": price["as_of"],
+    }
 
     created = datetime.fromisoformat(job["created_at"])
     prefix = f"{created:%Y/%m/%d}/{job['id']}/"
@@ -176,11 +192,26 @@ def test_v1_dialect(stacks: StackFactory) -> None:
     assert [c["dialect"] for c in api.calls("generate")] == ["v1"]
 
 
-def test_legacy_dialect_submits_once_and_stores_the_downloaded_image(legacy_api: Api) -> None:
-    job = _assert_good_job(legacy_api, legacy_api.post({"prompt": "a cat", "size": "512x512"}), 1, (512, 512))
-    submits = legacy_api.calls("submit")
-    assert len(submits) == 1 and submits[0]["operation_id"] == job["id"]
-    assert len(legacy_api.calls("download")) == 1
+def test_flux_answers_a_url_the_function_downloads_stores_and_prices_per_image(flux_api: Api) -> None:
+    job = _assert_good_job(flux_api, flux_api.post({"prompt": "a cat", "size": "1440x1120"}), 1, (1440, 1120))
+    [call] = flux_api.calls("generate")
+    assert (call["dialect"], call["auth"], call["model"]) == ("deployments", "bearer", "FLUX-1.1-pro")
+    assert len(flux_api.calls("download")) == 1
+    assert job["model"] == "FLUX-1.1-pro"
+    assert job["usage"] is None  # FLUX counts no tokens
+    assert job["cost"] == {"amount": 0.04, "currency": "USD", "prices_as_of": "2026-03-23"}
+
+
+def test_flux_refuses_what_it_does_not_take_before_calling_azure(flux_api: Api) -> None:
+    for body, field in (
+        ({"prompt": "a cat", "n": 2}, "n"),
+        ({"prompt": "a cat", "quality": "high"}, "quality"),
+        ({"prompt": "a cat", "size": "1440x1440"}, "size"),
+    ):
+        response = flux_api.post(body)
+        assert response.status_code == 400, body
+        assert response.json()["error"]["details"]["field"] == field
+    assert flux_api.calls("generate") == []
 
 
 def test_connection_string_mode_with_api_key(stacks: StackFactory) -> None:
@@ -396,27 +427,27 @@ def test_a_filtered_output_image_is_422(identity_api: Api) -> None:
     assert response.json()["error"]["details"]["images"][0]["index"] == 1
 
 
-def test_legacy_content_filter(legacy_api: Api) -> None:
-    response = legacy_api.post({"prompt": "forbidden things"})
+def test_flux_content_filter(flux_api: Api) -> None:
+    response = flux_api.post({"prompt": "forbidden things"})
     assert response.status_code == 422
     assert response.json()["error"]["code"] == "content_filtered"
 
 
-def test_a_truncated_legacy_download_is_fetched_again(legacy_api: Api) -> None:
-    legacy_api.emulator("POST", "faults", {"kind": "truncated", "count": 1})
-    job = _assert_good_job(legacy_api, legacy_api.post({"prompt": "a whole cat"}), 1, (1024, 1024))
-    assert [c["fault"] for c in legacy_api.calls("download")][0] == "truncated"
+def test_a_truncated_download_is_fetched_again(flux_api: Api) -> None:
+    flux_api.emulator("POST", "faults", {"kind": "truncated", "count": 1})
+    job = _assert_good_job(flux_api, flux_api.post({"prompt": "a whole cat"}), 1, (1024, 1024))
+    assert [c["fault"] for c in flux_api.calls("download")][0] == "truncated"
     assert job["status"] == "succeeded"
 
 
-def test_a_download_that_stays_truncated_is_502_and_nothing_is_stored(legacy_api: Api) -> None:
-    legacy_api.emulator("POST", "faults", {"kind": "truncated", "count": 10})
-    response = legacy_api.post({"prompt": "a broken cat"})
+def test_a_download_that_stays_truncated_is_502_and_nothing_is_stored(flux_api: Api) -> None:
+    flux_api.emulator("POST", "faults", {"kind": "truncated", "count": 10})
+    response = flux_api.post({"prompt": "a broken cat"})
     assert response.status_code == 502
     job = response.json()
     assert job["error"]["code"] == "upstream_error"
     created = datetime.fromisoformat(job["created_at"])
-    container = legacy_api.admin_blobs().get_container_client("images")
+    container = flux_api.admin_blobs().get_container_client("images")
     assert list(container.list_blobs(name_starts_with=f"{created:%Y/%m/%d}/{job['id']}/")) == []
 
 

@@ -107,12 +107,16 @@ def test_the_served_document_is_valid_swagger_2_for_the_configured_model(durable
 
 
 def test_the_document_follows_the_configured_model(stacks: StackFactory) -> None:
-    legacy = Api(stacks(api_style="legacy", model="dall-e-2"))
-    request = served(legacy)["definitions"]["ImageRequest"]["properties"]
-    assert request["size"]["enum"] == ["256x256", "512x512", "1024x1024"]
-    assert request["n"]["maximum"] == 5
-    assert request["prompt"]["maxLength"] == 1000
-    assert {"quality", "style", "background", "output_compression"}.isdisjoint(request)
+    flux = Api(stacks(model="FLUX.1-Kontext-pro"))
+    request = served(flux)["definitions"]["ImageRequest"]["properties"]
+    assert "enum" not in request["size"] and "auto" not in request["size"]["pattern"]
+    assert "multiples of 32" in request["size"]["description"]
+    assert "1,048,576" in request["size"]["description"]
+    assert request["n"]["maximum"] == 1
+    assert request["prompt"]["maxLength"] == 20000
+    assert {"quality", "style", "background", "output_format", "output_compression", "user"}.isdisjoint(
+        request
+    )
     assert "callback_url" not in request  # this stack has no WEBHOOK_SECRET
 
 

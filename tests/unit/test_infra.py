@@ -20,13 +20,11 @@ from typing import Any
 
 import pytest
 
-from imagegen.catalog import LIFECYCLES
+from imagegen.catalog import CATALOG, ApiStyle, model_entry
 from imagegen.settings import (
-    DEFAULT_API_VERSIONS,
     DEFAULT_IMAGES_CONTAINER,
     DEFAULT_JOBS_CONTAINER,
     DEFAULT_MODEL,
-    DEFAULT_OPENAI_SCOPE,
     DEPLOYED_SETTING_NAMES,
     ENV_OPENAI_API_KEY,
     ENV_WEBHOOK_SECRET,
@@ -307,31 +305,34 @@ def test_defaults_match_the_code(bicep: dict[str, dict[str, Any]]) -> None:
     assert default_of(params["maxWaitSeconds"]) == code_defaults["max_wait_seconds"]
     assert default_of(params["upstreamTimeoutSeconds"]) == code_defaults["upstream_timeout_seconds"]
     assert default_of(params["jobLeaseSeconds"]) == code_defaults["job_lease_seconds"]
-    assert default_of(params["openAiScope"]) == DEFAULT_OPENAI_SCOPE
     assert default_of(params["openAiModelName"]) == DEFAULT_MODEL
+    # Dialect, api-version and scope default to empty: the app then takes the model's from its catalog.
+    assert default_of(params["openAiScope"]) == ""
+    assert default_of(params["openAiApiVersion"]) == ""
+    assert default_of(params["openAiApiStyle"]) == ""
+    assert default_of(params["imagePrices"]) == ""
     styles = next(d for d in params["openAiApiStyle"]["decorators"] if d["type"] == "allowed")["argument"]
-    assert set(styles) == {style.value for style in DEFAULT_API_VERSIONS}
-    assert main["variables"]["defaultApiVersions"]["value"] == {
-        style.value: version for style, version in DEFAULT_API_VERSIONS.items()
-    }
+    assert set(styles) == {"", *(style.value for style in ApiStyle)}
 
 
 def test_the_default_deployment_is_gpt_image_2_at_its_documented_version_and_sku(
     bicep: dict[str, dict[str, Any]],
 ) -> None:
     params = bicep["main.bicep"]["parameters"]
-    lifecycle = LIFECYCLES[DEFAULT_MODEL]
+    entry = model_entry(DEFAULT_MODEL)
+    assert entry is not None
+    lifecycle = entry.lifecycle
     assert default_of(params["openAiModelName"]) == "gpt-image-2" == lifecycle.model
     assert default_of(params["openAiModelVersion"]) == "2026-04-21" == lifecycle.version
     assert default_of(params["openAiDeploymentSkuName"]) == "GlobalStandard"
-    assert default_of(params["openAiApiStyle"]) == "v1"
+    assert entry.default_dialect.style is ApiStyle.V1  # what the app uses when infra leaves it empty
     azd = json.loads((INFRA / "main.parameters.json").read_text())["parameters"]
     assert azd["openAiModelName"]["value"] == "${AZURE_OPENAI_MODEL=gpt-image-2}"
     assert azd["openAiModelVersion"]["value"] == "${AZURE_OPENAI_MODEL_VERSION=2026-04-21}"
 
 
 def test_no_retired_model_appears_anywhere_in_infra() -> None:
-    retired = [item for item in LIFECYCLES.values() if item.is_retired(date(2026, 12, 2))]
+    retired = [entry.lifecycle for entry in CATALOG.values() if entry.lifecycle.is_retired(date(2026, 12, 2))]
     assert {item.model for item in retired} >= {"gpt-image-1", "dall-e-3", "dall-e-2"}
     for path in [*INFRA.rglob("*.bicep"), *INFRA.rglob("*.json"), ROOT / "azure.yaml"]:
         text = path.read_text().lower()

@@ -6,7 +6,14 @@ from typing import Any
 import pytest
 
 from imagegen.errors import InvalidRequest
-from imagegen.models import DALL_E_2, GPT_IMAGE_1_MINI, GPT_IMAGE_2, ModelRules, parse_image_request
+from imagegen.models import (
+    FLUX_1_1_PRO,
+    FLUX_1_KONTEXT_PRO,
+    GPT_IMAGE_1_MINI,
+    GPT_IMAGE_2,
+    ModelRules,
+    parse_image_request,
+)
 
 
 def _parse(document: Any, rules: ModelRules = GPT_IMAGE_2, content_type: str = "application/json") -> Any:
@@ -70,7 +77,16 @@ def test_webp_is_refused_for_every_model_with_the_reason(rules: ModelRules) -> N
         ({"prompt": 42}, "prompt", GPT_IMAGE_2),
         ({"prompt": "x" * 32001}, "prompt", GPT_IMAGE_2),
         ({"prompt": "x" * 32001}, "prompt", GPT_IMAGE_1_MINI),
-        ({"prompt": "x" * 1001}, "prompt", DALL_E_2),
+        ({"prompt": "x" * 20001}, "prompt", FLUX_1_1_PRO),
+        ({"prompt": "a", "n": 2}, "n", FLUX_1_1_PRO),
+        ({"prompt": "a", "quality": "high"}, "quality", FLUX_1_1_PRO),
+        ({"prompt": "a", "output_format": "jpeg"}, "output_format", FLUX_1_KONTEXT_PRO),
+        ({"prompt": "a", "size": "auto"}, "size", FLUX_1_1_PRO),
+        ({"prompt": "a", "size": "1440x1440"}, "size", FLUX_1_1_PRO),
+        ({"prompt": "a", "size": "1216x1216"}, "size", FLUX_1_KONTEXT_PRO),
+        ({"prompt": "a", "size": "1440x256"}, "size", FLUX_1_KONTEXT_PRO),
+        ({"prompt": "a", "size": "1000x1000"}, "size", FLUX_1_1_PRO),
+        ({"prompt": "a", "size": "224x1024"}, "size", FLUX_1_1_PRO),
         ({"prompt": "a", "n": 0}, "n", GPT_IMAGE_2),
         ({"prompt": "a", "n": 11}, "n", GPT_IMAGE_2),
         ({"prompt": "a", "n": 11}, "n", GPT_IMAGE_1_MINI),
@@ -86,7 +102,7 @@ def test_webp_is_refused_for_every_model_with_the_reason(rules: ModelRules) -> N
         ({"prompt": "a", "user": ""}, "user", GPT_IMAGE_2),
         ({"prompt": "a", "size": 1024}, "size", GPT_IMAGE_2),
         ({"prompt": "a", "quality": "hd"}, "quality", GPT_IMAGE_2),
-        ({"prompt": "a", "style": "vivid"}, "style", GPT_IMAGE_2),
+        ({"prompt": "a", "style": "vivid"}, "style", GPT_IMAGE_2),  # no served model takes style
         (
             {"prompt": "a", "background": "transparent", "output_format": "jpeg"},
             "background",

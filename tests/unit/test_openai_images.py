@@ -19,11 +19,13 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 from PIL import Image
 
+from imagegen.catalog import ApiStyle, model_entry
 from imagegen.errors import ContentFiltered, InvalidRequest, UpstreamError, UpstreamThrottled, UpstreamTimeout
 from imagegen.http_api import error_response
-from imagegen.models import DALL_E_2, GPT_IMAGE_2, ImageRequest
+from imagegen.models import FLUX_1_1_PRO, GPT_IMAGE_2, ImageRequest
 from imagegen.openai_images import AzureOpenAIImages
-from imagegen.settings import DEFAULT_API_VERSIONS, ApiStyle, Settings, StorageSettings
+from imagegen.pricing import Usage
+from imagegen.settings import Settings, StorageSettings
 
 
 def _png(width: int = 32, height: int = 16) -> bytes:
@@ -75,26 +77,40 @@ class Sleeps:
         self.calls.append(seconds)
 
 
-def _client(
+def _settings(
     server: TestServer, style: ApiStyle = ApiStyle.DEPLOYMENTS, *, api_key: str | None = "k"
-) -> tuple[AzureOpenAIImages, Sleeps]:
-    settings = Settings(
+) -> Settings:
+    return Settings(
         openai_endpoint=str(server.make_url("")).rstrip("/"),
         api_style=style,
         deployment="dep",
-        model="dall-e-2" if style is ApiStyle.LEGACY else "gpt-image-2",
-        api_version=DEFAULT_API_VERSIONS[style],
-        openai_scope="https://cognitiveservices.azure.com/.default",
+        model="gpt-image-2",
+        api_version=_api_version("gpt-image-2", style),
+        openai_scope="https://ai.azure.com/.default",
         storage=StorageSettings("http://b", "http://q", connection_string="x"),
         api_key=api_key,
     )
+
+
+def _client(
+    server: TestServer, style: ApiStyle = ApiStyle.DEPLOYMENTS, *, api_key: str | None = "k"
+) -> tuple[AzureOpenAIImages, Sleeps]:
+    settings = _settings(server, style, api_key=api_key)
     sleeps = Sleeps()
 
     async def token() -> str:
         return "a-token"
 
-    rules = DALL_E_2 if style is ApiStyle.LEGACY else GPT_IMAGE_2
-    return AzureOpenAIImages(settings, rules, token_provider=None if api_key else token, sleep=sleeps), sleeps
+    return AzureOpenAIImages(
+        settings, GPT_IMAGE_2, token_provider=None if api_key else token, sleep=sleeps
+    ), sleeps
+
+
+def _api_version(model: str, style: ApiStyle) -> str:
+    entry = model_entry(model)
+    dialect = entry.dialect(style) if entry else None
+    assert dialect is not None
+    return dialect.api_version
 
 
 def ok_images(count: int = 1) -> Handler:
@@ -119,7 +135,7 @@ async def test_deployments_dialect_sends_the_azure_request(server: tuple[TestSer
     test_server, script = server
     client, _ = _client(test_server)
     script.answers = [ok_images(2)]
-    images = await client.generate(REQUEST, operation_id="op", deadline=_deadline())
+    images = (await client.generate(REQUEST, deadline=_deadline())).images
     await client.close()
     method, path, headers, body = script.seen[0]
     assert (method, path) == (
@@ -137,7 +153,7 @@ async def test_v1_dialect_puts_the_model_in_the_body_and_uses_entra(
     test_server, script = server
     client, _ = _client(test_server, ApiStyle.V1, api_key=None)
     script.answers = [ok_images(2)]
-    await client.generate(REQUEST, operation_id="op", deadline=_deadline())
+    await client.generate(REQUEST, deadline=_deadline())
     await client.close()
     _, path, headers, body = script.seen[0]
     assert path == "/openai/v1/images/generations?api-version=preview"
@@ -150,7 +166,7 @@ async def test_429_waits_retry_after_ms_then_succeeds(server: tuple[TestServer, 
     test_server, script = server
     client, sleeps = _client(test_server)
     script.answers = [status(429, {"retry-after": "3", "retry-after-ms": "1500"}), ok_images(2)]
-    images = await client.generate(REQUEST, operation_id="op", deadline=_deadline())
+    images = (await client.generate(REQUEST, deadline=_deadline())).images
     await client.close()
     assert len(images) == 2
     assert sleeps.calls == [1.5]
@@ -161,7 +177,7 @@ async def test_persistent_429_becomes_throttled_with_retry_after(server: tuple[T
     client, sleeps = _client(test_server)
     script.answers = [status(429, {"retry-after": "2"})] * 6
     with pytest.raises(UpstreamThrottled) as caught:
-        await client.generate(REQUEST, operation_id="op", deadline=_deadline())
+        await client.generate(REQUEST, deadline=_deadline())
     await client.close()
     assert caught.value.retry_after == 2
     assert sleeps.calls == [2.0] * 5
@@ -172,7 +188,7 @@ async def test_429_longer_than_the_deadline_gives_up_at_once(server: tuple[TestS
     client, sleeps = _client(test_server)
     script.answers = [status(429, {"retry-after": "60"})]
     with pytest.raises(UpstreamThrottled):
-        await client.generate(REQUEST, operation_id="op", deadline=_deadline(10))
+        await client.generate(REQUEST, deadline=_deadline(10))
     await client.close()
     assert sleeps.calls == []
 
@@ -186,7 +202,7 @@ async def test_a_retry_after_that_is_not_a_finite_wait_is_ignored(
     client, sleeps = _client(test_server)
     script.answers = [status(429, {"retry-after": value})] * 6
     with pytest.raises(UpstreamThrottled) as caught:
-        await client.generate(REQUEST, operation_id="op", deadline=_deadline())
+        await client.generate(REQUEST, deadline=_deadline())
     await client.close()
     assert all(math.isfinite(s) and 0 <= s <= 60 for s in sleeps.calls)
     assert caught.value.retry_after is not None and math.isfinite(caught.value.retry_after)
@@ -198,7 +214,7 @@ async def test_5xx_backs_off_and_then_reports_upstream_error(server: tuple[TestS
     client, sleeps = _client(test_server)
     script.answers = [status(500), status(503)] * 3
     with pytest.raises(UpstreamError):
-        await client.generate(REQUEST, operation_id="op", deadline=_deadline())
+        await client.generate(REQUEST, deadline=_deadline())
     await client.close()
     assert len(sleeps.calls) == 5
     assert sleeps.calls == sorted(sleeps.calls) or max(sleeps.calls) <= 8
@@ -216,7 +232,7 @@ async def test_an_answer_python_cannot_parse_is_an_upstream_error(
     client, _ = _client(test_server)
     script.answers = [lambda _: web.Response(body=body, content_type="application/json")]
     with pytest.raises(UpstreamError, match="not JSON"):
-        await client.generate(REQUEST, operation_id="op", deadline=_deadline())
+        await client.generate(REQUEST, deadline=_deadline())
     await client.close()
 
 
@@ -238,7 +254,7 @@ async def test_content_policy_violation_carries_the_categories(server: tuple[Tes
     }
     script.answers = [status(400, body=body)]
     with pytest.raises(ContentFiltered) as caught:
-        await client.generate(REQUEST, operation_id="op", deadline=_deadline())
+        await client.generate(REQUEST, deadline=_deadline())
     await client.close()
     assert caught.value.details == {"categories": {"violence": {"filtered": True, "severity": "high"}}}
 
@@ -250,7 +266,7 @@ async def test_other_400_is_the_callers_invalid_request(server: tuple[TestServer
         status(400, body={"error": {"code": "invalid_value", "message": "bad size", "param": "size"}})
     ]
     with pytest.raises(InvalidRequest) as caught:
-        await client.generate(REQUEST, operation_id="op", deadline=_deadline())
+        await client.generate(REQUEST, deadline=_deadline())
     await client.close()
     assert caught.value.field == "size"
 
@@ -268,70 +284,9 @@ async def test_a_hang_ends_at_the_deadline(server: tuple[TestServer, Script]) ->
     script.answers = [hang]  # type: ignore[list-item]
     started = time.monotonic()
     with pytest.raises(UpstreamTimeout):
-        await client.generate(REQUEST, operation_id="op", deadline=_deadline(0.5))
+        await client.generate(REQUEST, deadline=_deadline(0.5))
     await client.close()
     assert time.monotonic() - started < 2
-
-
-def _legacy_poll(
-    state: str, retry_after: str | None = None, result: Any = None, error: Any = None
-) -> Handler:
-    def answer(_: web.Request) -> web.Response:
-        body: dict[str, Any] = {"id": "op1", "created": 1, "status": state}
-        if result is not None:
-            body["result"] = result
-        if error is not None:
-            body["error"] = error
-        return web.json_response(body, headers={"retry-after": retry_after} if retry_after else None)
-
-    return answer
-
-
-async def test_legacy_submits_once_polls_fast_then_downloads(server: tuple[TestServer, Script]) -> None:
-    test_server, script = server
-    client, sleeps = _client(test_server, ApiStyle.LEGACY)
-    op_url = str(test_server.make_url("/openai/operations/images/op1?api-version=2023-06-01-preview"))
-    result_url = str(test_server.make_url("/results/0.png"))
-    reported: list[str] = []
-
-    async def on_operation(url: str) -> None:
-        reported.append(url)
-
-    script.answers = [
-        lambda _: web.json_response(
-            {"id": "op1", "status": "notRunning"}, status=202, headers={"operation-location": op_url}
-        ),
-        _legacy_poll("notRunning", "1"),
-        _legacy_poll("running", "1"),
-        _legacy_poll("succeeded", result={"created": 1, "data": [{"url": result_url}]}),
-        lambda _: web.Response(body=_png(), content_type="image/png"),
-    ]
-    images = await client.generate(
-        replace(REQUEST, n=1), operation_id="job-1", deadline=_deadline(), on_operation=on_operation
-    )
-    await client.close()
-    assert reported == [op_url]
-    submit = script.seen[0]
-    assert submit[1] == "/openai/images/generations:submit?api-version=2023-06-01-preview"
-    assert submit[2]["Operation-Id"] == "job-1"
-    assert submit[3] == {"prompt": "a red fox", "n": 1, "size": "1024x1024"}
-    assert "api-key" not in script.seen[-1][2]  # the result URL is pre-signed: no credentials sent
-    assert images[0].info.width == 32
-    assert sleeps.calls[0] < 0.1  # starts fast, not the quickstart's fixed 1 s
-    assert all(s <= 1.0 for s in sleeps.calls)
-
-
-async def test_legacy_resumes_a_stored_operation_without_submitting(
-    server: tuple[TestServer, Script],
-) -> None:
-    test_server, script = server
-    client, _ = _client(test_server, ApiStyle.LEGACY)
-    op_url = str(test_server.make_url("/openai/operations/images/op1"))
-    data = base64.b64encode(_png()).decode()
-    script.answers = [_legacy_poll("succeeded", result={"data": [{"b64_json": data}]})]
-    await client.generate(REQUEST, operation_id="job-1", deadline=_deadline(), operation_url=op_url)
-    await client.close()
-    assert [seen[0] for seen in script.seen] == ["GET"]
 
 
 @pytest.fixture
@@ -341,126 +296,106 @@ async def elsewhere() -> AsyncIterator[tuple[TestServer, Script]]:
         yield started
 
 
-@pytest.mark.parametrize("api_key", ["k", None], ids=["api-key", "entra-token"])
-async def test_credentials_never_leave_the_configured_endpoint(
-    server: tuple[TestServer, Script], elsewhere: tuple[TestServer, Script], api_key: str | None
+def _flux_client(server: TestServer) -> AzureOpenAIImages:
+    settings = replace(_settings(server), model="flux-1.1-pro", api_version="preview")
+    return AzureOpenAIImages(settings, FLUX_1_1_PRO, token_provider=None, sleep=Sleeps())
+
+
+async def test_flux_answers_a_url_that_is_downloaded_without_credentials(
+    server: tuple[TestServer, Script], elsewhere: tuple[TestServer, Script]
 ) -> None:
-    """An operation-location, a stored operation URL (from a job record) or a redirect that points at
-    another origin gets no request carrying the api-key or the Entra token."""
     test_server, script = server
     other_server, other_script = elsewhere
-    foreign = str(other_server.make_url("/openai/operations/images/op1"))
-    legacy, _ = _client(test_server, ApiStyle.LEGACY, api_key=api_key)
-    script.answers = [
-        lambda _: web.json_response(
-            {"id": "op1", "status": "notRunning"}, status=202, headers={"operation-location": foreign}
-        )
-    ]
-    with pytest.raises(UpstreamError, match="outside the configured endpoint"):
-        await legacy.generate(REQUEST, operation_id="j", deadline=_deadline())
-    with pytest.raises(UpstreamError, match="outside the configured endpoint"):
-        await legacy.generate(REQUEST, operation_id="j", deadline=_deadline(), operation_url=foreign)
-    with pytest.raises(UpstreamError, match="outside the configured endpoint"):
-        await legacy.cancel_operation(foreign, deadline=_deadline())
-    await legacy.close()
+    client = _flux_client(test_server)
+    result_url = str(other_server.make_url("/results/0.png?sig=abc"))
+    script.answers = [lambda _: web.json_response({"created": 1, "data": [{"url": result_url}]})]
+    other_script.answers = [lambda _: web.Response(body=_png(64, 48), content_type="image/png")]
+    generation = await client.generate(ImageRequest(prompt="a red fox"), deadline=_deadline())
+    await client.close()
+    _, path, _, body = script.seen[0]
+    assert path == "/openai/deployments/dep/images/generations?api-version=preview"
+    assert body == {"prompt": "a red fox", "n": 1, "size": "1024x1024"}  # nothing FLUX does not take
+    assert "api-key" not in other_script.seen[0][2]  # the result URL is pre-signed
+    assert "Authorization" not in other_script.seen[0][2]
+    assert (generation.images[0].info.width, generation.images[0].info.height) == (64, 48)
+    assert generation.usage is None  # FLUX counts no tokens: priced per image
+
+
+@pytest.mark.parametrize("api_key", ["k", None], ids=["api-key", "entra-token"])
+async def test_credentials_never_follow_a_redirect_to_another_origin(
+    server: tuple[TestServer, Script], elsewhere: tuple[TestServer, Script], api_key: str | None
+) -> None:
+    test_server, script = server
+    other_server, other_script = elsewhere
+    foreign = str(other_server.make_url("/openai/deployments/dep/images/generations"))
     sync, _ = _client(test_server, api_key=api_key)
     script.answers = [lambda _: web.Response(status=307, headers={"Location": foreign})]
     with pytest.raises(UpstreamError):
-        await sync.generate(REQUEST, operation_id="j", deadline=_deadline())
+        await sync.generate(REQUEST, deadline=_deadline())
     await sync.close()
     assert other_script.seen == []
-    assert len(script.seen) == 2  # the submit and the redirecting call, nothing more
+    assert len(script.seen) == 1
 
 
-async def test_legacy_content_filter_and_filtered_output(server: tuple[TestServer, Script]) -> None:
+async def test_an_output_image_the_safety_system_withheld_fails_the_job(
+    server: tuple[TestServer, Script],
+) -> None:
     test_server, script = server
-    client, _ = _client(test_server, ApiStyle.LEGACY)
-    op_url = str(test_server.make_url("/op"))
-    script.answers = [_legacy_poll("failed", error={"code": "contentFilter", "message": "safety"})]
-    with pytest.raises(ContentFiltered):
-        await client.generate(REQUEST, operation_id="j", deadline=_deadline(), operation_url=op_url)
+    client, _ = _client(test_server)
+    data = base64.b64encode(_png()).decode()
     script.answers = [
-        _legacy_poll(
-            "succeeded",
-            result={"data": [{"url": "http://x"}, {"error": {"code": "contentFilter", "message": "m"}}]},
+        lambda _: web.json_response(
+            {
+                "data": [
+                    {"b64_json": data, "content_filter_results": {}},
+                    {"content_filter_results": {"violence": {"filtered": True, "severity": "high"}}},
+                ]
+            }
         )
     ]
     with pytest.raises(ContentFiltered) as caught:
-        await client.generate(REQUEST, operation_id="j", deadline=_deadline(), operation_url=op_url)
+        await client.generate(REQUEST, deadline=_deadline())
     await client.close()
-    assert caught.value.details == {"images": [{"index": 1, "categories": {}}]}
+    assert caught.value.details == {
+        "images": [{"index": 1, "categories": {"violence": {"filtered": True, "severity": "high"}}}]
+    }
 
 
 async def test_a_truncated_download_is_fetched_again(server: tuple[TestServer, Script]) -> None:
     test_server, script = server
-    client, _ = _client(test_server, ApiStyle.LEGACY)
-    op_url = str(test_server.make_url("/op"))
+    client = _flux_client(test_server)
     result_url = str(test_server.make_url("/r.png"))
     whole = _png()
     script.answers = [
-        _legacy_poll("succeeded", result={"data": [{"url": result_url}]}),
+        lambda _: web.json_response({"data": [{"url": result_url}]}),
         lambda _: web.Response(body=whole[: len(whole) // 2], content_type="image/png"),
         lambda _: web.Response(body=whole, content_type="image/png"),
     ]
-    images = await client.generate(REQUEST, operation_id="j", deadline=_deadline(), operation_url=op_url)
-    assert images[0].data == whole
-    script.answers = [_legacy_poll("succeeded", result={"data": [{"url": result_url}]})] + [
+    generation = await client.generate(ImageRequest(prompt="p"), deadline=_deadline())
+    assert generation.images[0].data == whole
+    script.answers = [lambda _: web.json_response({"data": [{"url": result_url}]})] + [
         lambda _: web.Response(body=whole[:40], content_type="image/png")
     ] * 3
-    with pytest.raises(UpstreamError):
-        await client.generate(REQUEST, operation_id="j", deadline=_deadline(), operation_url=op_url)
+    with pytest.raises(UpstreamError, match="could not be downloaded whole"):
+        await client.generate(ImageRequest(prompt="p"), deadline=_deadline())
     await client.close()
 
 
-class FakeTime:
-    """A clock that only moves when the client sleeps."""
-
-    def __init__(self) -> None:
-        self.now = 1000.0
-        self.sleeps: list[float] = []
-
-    def clock(self) -> float:
-        return self.now
-
-    async def sleep(self, seconds: float) -> None:
-        self.sleeps.append(seconds)
-        self.now += seconds
-
-
-async def test_legacy_polls_time_themselves_by_recent_operations(server: tuple[TestServer, Script]) -> None:
+async def test_usage_is_read_from_the_answer(server: tuple[TestServer, Script]) -> None:
     test_server, script = server
-    fake = FakeTime()
-    settings = Settings(
-        openai_endpoint=str(test_server.make_url("")).rstrip("/"),
-        api_style=ApiStyle.LEGACY,
-        deployment="",
-        model="dall-e-2",
-        api_version=DEFAULT_API_VERSIONS[ApiStyle.LEGACY],
-        openai_scope="s",
-        storage=StorageSettings("http://b", "http://q", connection_string="x"),
-        api_key="k",
-    )
-    client = AzureOpenAIImages(settings, DALL_E_2, token_provider=None, sleep=fake.sleep, clock=fake.clock)
-    op_url = str(test_server.make_url("/op"))
+    client, _ = _client(test_server)
     data = base64.b64encode(_png()).decode()
-
-    def submit(_: web.Request) -> web.Response:
-        return web.json_response(
-            {"id": "op", "status": "notRunning"}, status=202, headers={"operation-location": op_url}
-        )
-
-    done = _legacy_poll("succeeded", result={"data": [{"b64_json": data}]})
-    running = _legacy_poll("running", "1")
-    script.answers = [submit, running, running, running, running, done]
-    await client.generate(REQUEST, operation_id="a", deadline=fake.now + 60)
-    first_job = list(fake.sleeps)
-    assert first_job == pytest.approx([0.05, 0.075, 0.1125, 0.16875])  # no history: start fast, grow
-    # It finished after the poll at 0.2375 s: the next job sleeps straight to that point.
-    fake.sleeps.clear()
-    script.answers = [submit, running, done]
-    await client.generate(REQUEST, operation_id="b", deadline=fake.now + 60)
+    usage = {
+        "input_tokens": 50,
+        "input_tokens_details": {"text_tokens": 40, "image_tokens": 10},
+        "output_tokens": 4160,
+        "total_tokens": 4210,
+    }
+    script.answers = [lambda _: web.json_response({"data": [{"b64_json": data}], "usage": usage})]
+    generation = await client.generate(REQUEST, deadline=_deadline())
     await client.close()
-    assert fake.sleeps == pytest.approx([0.2375])
+    assert generation.usage == Usage(text_tokens=40, image_tokens=10, output_tokens=4160)
+    assert generation.usage.to_json() == usage
 
 
 @pytest.mark.parametrize(
@@ -473,5 +408,5 @@ async def test_a_broken_image_entry_is_an_upstream_error(
     client, _ = _client(test_server)
     script.answers = [lambda _: web.json_response({"created": 1, "data": [item]})]
     with pytest.raises(UpstreamError):
-        await client.generate(REQUEST, operation_id="op", deadline=_deadline())
+        await client.generate(REQUEST, deadline=_deadline())
     await client.close()

@@ -16,7 +16,7 @@ from imagegen import openapi
 from imagegen.errors import ERROR_TYPES_BY_CODE, InvalidRequest
 from imagegen.jobs import JobStatus
 from imagegen.models import (
-    DALL_E_2,
+    FLUX_1_KONTEXT_PRO,
     GPT_IMAGE_1_MINI,
     GPT_IMAGE_2,
     MAX_METADATA_KEYS,
@@ -27,7 +27,7 @@ from imagegen.models import (
 )
 
 CONNECTOR = Path(__file__).resolve().parents[2] / "connector"
-MODELS = [GPT_IMAGE_2, GPT_IMAGE_1_MINI, DALL_E_2]
+MODELS = [GPT_IMAGE_2, GPT_IMAGE_1_MINI, FLUX_1_KONTEXT_PRO]
 
 
 def document(rules: ModelRules = GPT_IMAGE_2) -> dict[str, Any]:
@@ -66,9 +66,8 @@ def test_the_request_schema_has_exactly_the_fields_the_model_takes(rules: ModelR
         "n": 1,
         "size": rules.sizes[0],
         "quality": first(rules.qualities, "standard"),
-        "style": first(rules.styles, "vivid"),
         "background": first(rules.backgrounds, "opaque"),
-        "output_format": rules.output_formats[-1],
+        "output_format": first(rules.output_formats[::-1], "png"),
         "output_compression": 50,
         "user": "end-user-1",
         "metadata": {"a": "b"},
@@ -80,7 +79,7 @@ def test_the_request_schema_has_exactly_the_fields_the_model_takes(rules: ModelR
             continue
         body = {"prompt": "a cat", name: samples[name]}
         if name == "output_compression":
-            body["output_format"] = rules.output_formats[-1]
+            body["output_format"] = first(rules.output_formats[::-1], "jpeg")
         assert (name in properties) == accepted(body, rules), name
 
 
@@ -89,7 +88,7 @@ def test_every_value_the_schema_allows_is_accepted_and_its_edges_are_where_valid
     rules: ModelRules,
 ) -> None:
     properties = request_schema(rules)["properties"]
-    for name in ("size", "quality", "style", "background", "output_format"):
+    for name in ("size", "quality", "background", "output_format"):
         for value in properties.get(name, {}).get("enum", []):
             body = {"prompt": "a cat", name: value}
             assert fits(body, rules) and accepted(body, rules), (name, value)
@@ -208,7 +207,7 @@ def test_the_script() -> None:
 
 async def test_serve_takes_host_and_scheme_from_the_request(monkeypatch: pytest.MonkeyPatch) -> None:
     class FakeSettings:
-        model = "dall-e-2"
+        model = "flux.1-kontext-pro"
         webhook_secret = None
 
     monkeypatch.setattr(openapi, "get_settings", lambda: FakeSettings())
@@ -219,7 +218,7 @@ async def test_serve_takes_host_and_scheme_from_the_request(monkeypatch: pytest.
     assert response.mimetype == "application/json"
     served = json.loads(response.get_body())
     assert (served["host"], served["schemes"], served["basePath"]) == ("127.0.0.1:7071", ["http"], "/api")
-    assert served["definitions"]["ImageRequest"]["properties"]["n"]["maximum"] == DALL_E_2.max_n
+    assert served["definitions"]["ImageRequest"]["properties"]["n"]["maximum"] == FLUX_1_KONTEXT_PRO.max_n
     assert "callback_url" not in served["definitions"]["ImageRequest"]["properties"]
 
 

@@ -2,8 +2,9 @@ from __future__ import annotations
 
 import pytest
 
+from imagegen.catalog import ApiStyle
 from imagegen.errors import SettingsError
-from imagegen.settings import ApiStyle, Settings
+from imagegen.settings import Settings
 
 IDENTITY = {
     "AZURE_OPENAI_ENDPOINT": "https://my-aoai.openai.azure.com/",
@@ -58,11 +59,57 @@ def test_secrets_never_appear_in_repr() -> None:
     assert "whsec" not in repr(settings)
 
 
-def test_legacy_style_defaults_to_dall_e_2_and_needs_no_deployment() -> None:
-    env = {k: v for k, v in IDENTITY.items() if k != "AZURE_OPENAI_DEPLOYMENT"}
-    settings = Settings.from_env({**env, "AZURE_OPENAI_API_STYLE": "legacy"})
-    assert settings.model == "dall-e-2"
-    assert settings.api_version == "2023-06-01-preview"
+@pytest.mark.parametrize("model", ["FLUX-1.1-pro", "flux.1-kontext-pro", "FLUX.1-Kontext-pro"])
+def test_flux_follows_its_docs_deployments_path_preview_and_cognitive_services_scope(model: str) -> None:
+    settings = Settings.from_env({**IDENTITY, "AZURE_OPENAI_MODEL": model})
+    assert settings.api_style is ApiStyle.DEPLOYMENTS
+    assert settings.api_version == "preview"
+    assert settings.openai_scope == "https://cognitiveservices.azure.com/.default"
+    assert settings.model == model.lower()
+    assert settings.catalog_model.answers == "url"
+
+
+def test_the_scope_and_api_version_are_overridable() -> None:
+    settings = Settings.from_env(
+        {
+            **IDENTITY,
+            "AZURE_OPENAI_MODEL": "FLUX-1.1-pro",
+            "AZURE_OPENAI_SCOPE": "https://ai.azure.com/.default",
+            "AZURE_OPENAI_API_VERSION": "2026-01-01-preview",
+        }
+    )
+    assert (settings.openai_scope, settings.api_version) == (
+        "https://ai.azure.com/.default",
+        "2026-01-01-preview",
+    )
+
+
+def test_gpt_image_models_may_use_the_deployments_path_too() -> None:
+    settings = Settings.from_env({**IDENTITY, "AZURE_OPENAI_API_STYLE": "Deployments"})
+    assert settings.api_style is ApiStyle.DEPLOYMENTS
+    assert settings.api_version == "2025-04-01-preview"
+
+
+def test_the_legacy_dialect_is_gone() -> None:
+    with pytest.raises(SettingsError) as caught:
+        Settings.from_env({**IDENTITY, "AZURE_OPENAI_API_STYLE": "legacy"})
+    assert caught.value.name == "AZURE_OPENAI_API_STYLE"
+    assert "v1, deployments" in str(caught.value)
+
+
+def test_image_prices_override_the_shipped_table() -> None:
+    settings = Settings.from_env(
+        {
+            **IDENTITY,
+            "IMAGE_PRICES": '{"gpt-image-2": {"per_image": 0.25, "currency": "eur", "as_of": "2026-11-01"}}',
+        }
+    )
+    cost = settings.prices.cost("gpt-image-2", None, 2)
+    assert cost is not None and cost.to_json() == {
+        "amount": 0.5,
+        "currency": "EUR",
+        "prices_as_of": "2026-11-01",
+    }
 
 
 @pytest.mark.parametrize(
@@ -73,7 +120,13 @@ def test_legacy_style_defaults_to_dall_e_2_and_needs_no_deployment() -> None:
         ({"AZURE_OPENAI_API_STYLE": "soap"}, "AZURE_OPENAI_API_STYLE"),
         ({"AZURE_OPENAI_DEPLOYMENT": ""}, "AZURE_OPENAI_DEPLOYMENT"),
         ({"AZURE_OPENAI_MODEL": "midjourney"}, "AZURE_OPENAI_MODEL"),
-        ({"AZURE_OPENAI_API_STYLE": "legacy", "AZURE_OPENAI_MODEL": "gpt-image-2"}, "AZURE_OPENAI_MODEL"),
+        ({"AZURE_OPENAI_API_STYLE": "v1", "AZURE_OPENAI_MODEL": "FLUX-1.1-pro"}, "AZURE_OPENAI_API_STYLE"),
+        ({"IMAGE_PRICES": "{not json"}, "IMAGE_PRICES"),
+        ({"IMAGE_PRICES": '{"gpt-image-2": {"per_image": -1}}'}, "IMAGE_PRICES"),
+        ({"IMAGE_PRICES": '{"gpt-image-2": {"per_image": 1, "currency": "dollars"}}'}, "IMAGE_PRICES"),
+        ({"IMAGE_PRICES": '{"gpt-image-2": {"price": 1}}'}, "IMAGE_PRICES"),
+        ({"IMAGE_PRICES": '{"gpt-image-2": {}}'}, "IMAGE_PRICES"),
+        ({"IMAGE_PRICES": "[]"}, "IMAGE_PRICES"),
         ({"SAS_TTL_MINUTES": "0"}, "SAS_TTL_MINUTES"),
         ({"SAS_TTL_MINUTES": str(7 * 24 * 60 + 1)}, "SAS_TTL_MINUTES"),
         ({"SAS_TTL_MINUTES": "an hour"}, "SAS_TTL_MINUTES"),
@@ -114,7 +167,11 @@ def test_an_unresolved_key_vault_reference_stops_start_up(name: str, reference: 
 
 @pytest.mark.parametrize(
     ("model", "date_text", "replacement"),
-    [("gpt-image-1", "2026-10-23", "gpt-image-2"), ("dall-e-3", "2026-03-04", "gpt-image-2")],
+    [
+        ("gpt-image-1", "2026-10-23", "gpt-image-2"),
+        ("dall-e-3", "2026-03-04", "gpt-image-2"),
+        ("dall-e-2", "2025-01-27", "gpt-image-2"),
+    ],
 )
 def test_a_retired_model_stops_start_up_naming_its_date_and_replacement(
     model: str, date_text: str, replacement: str
