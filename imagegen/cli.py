@@ -69,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("-n", type=int, default=None)
     parser.add_argument("--size")
     parser.add_argument("--quality")
-    parser.add_argument("--style")
+    parser.add_argument("--user", help="an id of your end user, passed on for abuse monitoring")
     parser.add_argument("--format", dest="output_format")
     parser.add_argument("--url", help="the API root, e.g. https://<app>.azurewebsites.net/api")
     parser.add_argument("--key", help="a function key")
@@ -86,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
                 n=args.n,
                 size=args.size,
                 quality=args.quality,
-                style=args.style,
+                user=args.user,
                 output_format=args.output_format,
                 timeout=args.timeout,
                 on_progress=progress,
@@ -104,7 +104,11 @@ def main(argv: list[str] | None = None) -> int:
             print(f"failed: {error.code} (HTTP {error.status}): {error.message}", file=sys.stderr)
             return 1
         progress.finish()
-        print(f"job       {job.id} ({job.status})")
+        print(f"job       {job.id} ({job.status}, {job.model or 'model not reported'})")
+        if job.cost:
+            print(
+                f"cost      {job.cost['amount']} {job.cost['currency']} (prices as of {job.cost['prices_as_of']})"
+            )
         for image, target in zip(job.images, _targets(job, args.out), strict=True):
             client.download(image, target)
             print(f"image     {image.width}x{image.height} {image.content_type}, {image.bytes} bytes")

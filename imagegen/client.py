@@ -158,6 +158,9 @@ class Job:
     completed_at: str | None = None
     error: dict[str, Any] | None = None
     urls: dict[str, str] = field(default_factory=dict)
+    model: str | None = None  # the model that drew it
+    usage: dict[str, Any] | None = None  # Azure's token counts (gpt-image models), in Azure's shape
+    cost: dict[str, Any] | None = None  # {amount, currency, prices_as_of}
 
     @property
     def done(self) -> bool:
@@ -179,6 +182,9 @@ class Job:
             completed_at=document.get("completed_at"),
             error=document.get("error"),
             urls=dict(document.get("urls", {})),
+            model=document.get("model"),
+            usage=document.get("usage"),
+            cost=document.get("cost"),
         )
 
 
@@ -223,10 +229,10 @@ class ImageGenClient:
         n: int | None = None,
         size: str | None = None,
         quality: str | None = None,
-        style: str | None = None,
         background: str | None = None,
         output_format: str | None = None,
         output_compression: int | None = None,
+        user: str | None = None,
         metadata: Mapping[str, str] | None = None,
         callback_url: str | None = None,
         idempotency_key: str | None = None,
@@ -238,10 +244,10 @@ class ImageGenClient:
             "n": n,
             "size": size,
             "quality": quality,
-            "style": style,
             "background": background,
             "output_format": output_format,
             "output_compression": output_compression,
+            "user": user,
             "metadata": dict(metadata) if metadata else None,
             "callback_url": callback_url,
         }

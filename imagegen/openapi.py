@@ -259,6 +259,11 @@ def definitions(rules: ModelRules, *, webhooks: bool = True) -> dict[str, Schema
             {"type": "array", "items": _ref("JobImage"), "description": "One entry per stored image."},
             "important",
         ),
+        "model": _summary(
+            "Model", {"type": "string", "description": "The model that draws (drew) the images."}
+        ),
+        "usage": _summary("Usage", _ref("Usage")),
+        "cost": _summary("Cost", _ref("Cost")),
         "error": _summary("Error", _ref("ErrorDetail")),
         "urls": _summary(
             "URLs",
@@ -288,6 +293,42 @@ def definitions(rules: ModelRules, *, webhooks: bool = True) -> dict[str, Schema
             "required": ["error"],
             "additionalProperties": False,
             "properties": job_properties,
+        },
+        "Usage": {
+            "type": "object",
+            "description": "Azure's token counts for the job, in Azure's shape (absent for models that "
+            "count none, such as FLUX).",
+            "required": ["input_tokens", "input_tokens_details", "output_tokens", "total_tokens"],
+            "additionalProperties": False,
+            "properties": {
+                "input_tokens": _summary("Input Tokens", {"type": "integer", "format": "int64"}),
+                "input_tokens_details": _summary(
+                    "Input Token Details",
+                    {
+                        "type": "object",
+                        "required": ["text_tokens", "image_tokens"],
+                        "additionalProperties": False,
+                        "properties": {
+                            "text_tokens": _summary("Text Tokens", {"type": "integer", "format": "int64"}),
+                            "image_tokens": _summary("Image Tokens", {"type": "integer", "format": "int64"}),
+                        },
+                    },
+                ),
+                "output_tokens": _summary("Output Tokens", {"type": "integer", "format": "int64"}),
+                "total_tokens": _summary("Total Tokens", {"type": "integer", "format": "int64"}),
+            },
+        },
+        "Cost": {
+            "type": "object",
+            "description": "An estimate from the app's price table (or IMAGE_PRICES), computed when the "
+            "job succeeded.",
+            "required": ["amount", "currency", "prices_as_of"],
+            "additionalProperties": False,
+            "properties": {
+                "amount": _summary("Amount", {"type": "number", "format": "double"}),
+                "currency": _summary("Currency", {"type": "string", "pattern": "^[A-Z]{3}$"}),
+                "prices_as_of": _summary("Prices As Of", {"type": "string", "format": "date"}),
+            },
         },
         "JobImage": {
             "type": "object",

@@ -24,9 +24,6 @@ def render_job(view: JobView, api_base: str | None) -> dict[str, Any]:
         "created_at": record["created_at"],
         "updated_at": record["updated_at"],
         "request": record["request"],
-        "model": job.model,
-        "usage": record.get("usage"),
-        "cost": record.get("cost"),
         "images": [
             {
                 "url": link.url,
@@ -43,6 +40,8 @@ def render_job(view: JobView, api_base: str | None) -> dict[str, Any]:
     }
     if "completed_at" in record:
         body["completed_at"] = record["completed_at"]
+    # What drew it, Azure's token counts and the cost: absent when unknown (FLUX counts no tokens).
+    body.update({name: record[name] for name in ("model", "usage", "cost") if name in record})
     if job.error is not None:
         body["error"] = {k: v for k, v in job.error.items() if k in ("code", "message", "details")}
     base = api_base or job.api_base

@@ -153,6 +153,9 @@ var poisonQueues = [
   'image-results-poison'
 ]
 
+// FLUX models are Foundry models (format Black Forest Labs): a Foundry (AIServices) account, and the
+// Cognitive Services User role for inference (the app's catalog names them FLUX-…, FLUX.1-…).
+var openAiModelIsFlux = startsWith(toLower(openAiModelName), 'flux')
 var useExistingOpenAi = !empty(openAiExistingAccountName)
 var openAiResourceGroupName = useExistingOpenAi && !empty(openAiExistingResourceGroupName) ? openAiExistingResourceGroupName : rgName
 var openAiDeployment = !empty(openAiDeploymentName) ? openAiDeploymentName : openAiModelName
@@ -220,6 +223,8 @@ module openAi 'core/ai/openai.bicep' = if (!useExistingOpenAi) {
     modelVersion: openAiModelVersion
     deploymentSkuName: openAiDeploymentSkuName
     deploymentCapacity: openAiDeploymentCapacity
+    modelFormat: openAiModelIsFlux ? 'Black Forest Labs' : 'OpenAI'
+    kind: openAiModelIsFlux ? 'AIServices' : 'OpenAI'
   }
 }
 
@@ -256,6 +261,7 @@ module rbac 'app/rbac.bicep' = {
     identityPrincipalId: identity.outputs.principalId
     userPrincipalId: deployerPrincipalId
     userPrincipalType: principalType
+    grantFoundryModelUser: openAiModelIsFlux
   }
 }
 

@@ -17,7 +17,7 @@ from devtools.aoai_emulator.state import DEFAULT_DEPLOYMENTS, DEFAULT_FILTER_WOR
 def _deployment(value: str) -> tuple[str, str]:
     name, sep, model = value.partition("=")
     if not sep or not name or not model:
-        raise argparse.ArgumentTypeError("use NAME=MODEL, e.g. images=gpt-image-1")
+        raise argparse.ArgumentTypeError("use NAME=MODEL, e.g. images=gpt-image-2")
     return name, model
 
 

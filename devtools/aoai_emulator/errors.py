@@ -52,6 +52,16 @@ def deployment_not_found() -> ApiError:
     )
 
 
+def model_retired(model: str, retired: str, replacement: str) -> ApiError:
+    """410 for a deployment of a retired model. Azure documents only the status; this body is ours."""
+    return ApiError(
+        410,
+        "ModelRetired",
+        f"The model '{model}' of this deployment was retired on {retired} and no longer serves inference "
+        f"requests. Deploy its replacement, {replacement}, and send your requests to that deployment.",
+    )
+
+
 def rate_limited(seconds: float, operation: str, api_version: str | None) -> ApiError:
     """429 with both `retry-after` (whole seconds, rounded up) and `retry-after-ms`."""
     whole = max(1, int(-(-seconds // 1)))

@@ -19,13 +19,21 @@ from devtools.aoai_emulator.errors import (
     ApiError,
     deployment_not_found,
     invalid,
+    model_retired,
     rate_limited,
     resource_not_found,
     server_error,
 )
 from devtools.aoai_emulator.faults import PathKind
 from devtools.aoai_emulator.images import CONTENT_TYPES, EXTENSIONS, render_image
-from devtools.aoai_emulator.models import LEGACY, ImageRequest, rules_for_model, usage, validate
+from devtools.aoai_emulator.models import (
+    LEGACY,
+    ImageRequest,
+    retirement_of,
+    rules_for_model,
+    usage,
+    validate,
+)
 from devtools.aoai_emulator.safety import (
     LEGACY_FAILED,
     LEGACY_IMAGE_FILTERED,
@@ -45,6 +53,7 @@ LEGACY_API_VERSIONS = frozenset(
     {f"2023-{month:02d}-01-preview" for month in range(6, 11)}  # the :submit API's preview versions
 )
 V1_API_VERSIONS = frozenset({"preview", "latest"})
+DEPLOYMENTS_PREVIEW_VERSION = "preview"  # what the FLUX Image API docs send on the deployments path
 
 
 class ResetConnection(Exception):
@@ -163,7 +172,8 @@ class Handlers:
         log = entry(request)
         log.update(dialect="deployments", kind="generate")
         api_version = request.query.get("api-version", "")
-        if not _DATED_VERSION.match(api_version) or api_version < FIRST_SYNC_IMAGES_VERSION:
+        dated = bool(_DATED_VERSION.match(api_version)) and api_version >= FIRST_SYNC_IMAGES_VERSION
+        if not dated and api_version != DEPLOYMENTS_PREVIEW_VERSION:
             raise resource_not_found()
         deployment = request.match_info["deployment"]
         log["deployment"] = deployment
@@ -171,6 +181,7 @@ class Handlers:
         model = self.state.config.deployments.get(deployment)
         if model is None:
             raise deployment_not_found()
+        self._refuse_retired(request, model)
         body = await self._json(request)
         return await self._generate(request, body, deployment, model, api_version)
 
@@ -193,7 +204,16 @@ class Handlers:
         model = self.state.config.deployments.get(deployment)
         if model is None:
             raise deployment_not_found()
+        self._refuse_retired(request, model)
         return await self._generate(request, body, deployment, model, api_version)
+
+    @staticmethod
+    def _refuse_retired(request: web.Request, model: str) -> None:
+        """A retired model's deployment answers 410 Gone, before faults, validation and quota."""
+        retirement = retirement_of(model)
+        if retirement is not None:
+            entry(request)["model"] = model
+            raise model_retired(model, retirement.retired, retirement.replacement)
 
     async def _generate(
         self, request: web.Request, body: object, deployment: str, model: str, api_version: str | None
@@ -225,13 +245,14 @@ class Handlers:
             if picture is None:
                 self.state.counters["content_filtered"] += 1
                 item["content_filter_results"] = category_results(config.content_filter_category)
+            elif result_id is not None:
+                item["url"] = self._result_url(request, result_id, index, self.state.results[result_id])
             else:
-                if result_id is not None:
-                    item["url"] = self._result_url(request, result_id, index, self.state.results[result_id])
-                else:
-                    item["b64_json"] = base64.b64encode(picture).decode("ascii")
-                item["content_filter_results"] = category_results(None)
-            item["prompt_filter_results"] = prompt_filter_results()
+                item["b64_json"] = base64.b64encode(picture).decode("ascii")
+            if rules.family != "flux":  # FLUX answers only {"url"}: no filter annotations
+                if picture is not None:
+                    item["content_filter_results"] = category_results(None)
+                item["prompt_filter_results"] = prompt_filter_results()
             if rules.family == "dall-e-3":
                 item["revised_prompt"] = _revised(image)
             data.append(item)

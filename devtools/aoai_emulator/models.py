@@ -1,9 +1,13 @@
-"""Per-model request rules (sizes, n, prompt length, quality, style, formats) and validation.
+"""Per-model request rules (sizes, n, prompt length, quality, style, formats), retirements and validation.
 
 Error codes and messages follow the OpenAI front end that Azure OpenAI serves for the image models
 (`invalid_request_error` type; codes `missing_required_parameter`, `unknown_parameter`,
 `invalid_type`, `invalid_value`, `string_above_max_length`, `string_below_min_length`,
 `integer_above_max_value`, `integer_below_min_value`), always naming the parameter in `param`.
+
+FLUX facts: MicrosoftDocs/azure-ai-docs articles/foundry/foundry-models/includes/use-foundry-models-flux.md
+(ms.date 03/23/2026). Retirements: articles/foundry/openai/includes/concepts-model-retirements-content.md
+(ms.date 10/05/2026: a retired model's inference requests return `410 Gone`).
 """
 
 from __future__ import annotations
@@ -14,14 +18,49 @@ from typing import Any, Literal, cast
 from devtools.aoai_emulator.errors import ApiError, invalid
 from devtools.aoai_emulator.images import OutputFormat
 
-Family = Literal["gpt-image", "dall-e-3", "dall-e-2", "legacy"]
+Family = Literal["gpt-image", "dall-e-3", "dall-e-2", "legacy", "flux"]
 ResponseFormat = Literal["b64_json", "url"]
+
+
+@dataclass(frozen=True)
+class SizeRule:
+    """Any WIDTHxHEIGHT within bounds, instead of a list of sizes."""
+
+    multiple: int  # both edges
+    min_edge: int | None  # None: only the long edge is bounded (by max_edge)
+    max_edge: int
+    max_ratio: tuple[int, int] | None  # long:short at most
+    min_pixels: int | None
+    max_pixels: int
+    max_pixels_label: str | None = None  # how messages name max_pixels ("1.6 MP")
+    accepts_auto: bool = False
+
+    def problem(self, width: int, height: int) -> str | None:
+        """The first rule the size breaks, as a sentence; None when it fits."""
+        long, short = max(width, height), min(width, height)
+        if width % self.multiple or height % self.multiple:
+            return f"Both edges must be multiples of {self.multiple} pixels."
+        if self.min_edge is None and long > self.max_edge:
+            return f"The long edge must be at most {self.max_edge} pixels."
+        if self.min_edge is not None and not (self.min_edge <= short and long <= self.max_edge):
+            return f"Each edge must be between {self.min_edge} and {self.max_edge} pixels."
+        if self.max_ratio is not None:
+            wide, narrow = self.max_ratio
+            if short == 0 or long * narrow > wide * short:
+                return f"The aspect ratio must not exceed {wide}:{narrow}."
+        pixels = width * height
+        if self.min_pixels is not None and not self.min_pixels <= pixels <= self.max_pixels:
+            return f"The total pixel count must be between {self.min_pixels:,} and {self.max_pixels:,}."
+        if pixels > self.max_pixels:
+            label = f" ({self.max_pixels_label})" if self.max_pixels_label else ""
+            return f"The total pixel count must be at most {self.max_pixels:,}{label}."
+        return None
 
 
 @dataclass(frozen=True)
 class ModelRules:
     family: Family
-    max_prompt: int
+    max_prompt: int  # in prompt_unit
     n_max: int
     sizes: tuple[str, ...]
     default_size: str
@@ -30,8 +69,11 @@ class ModelRules:
     styles: tuple[str, ...] | None
     response_formats: tuple[str, ...] | None
     default_response_format: ResponseFormat
-    output_options: bool  # background, output_format, output_compression, moderation
-    free_sizes: bool = False  # gpt-image-2: any WxH within its bounds, not a list
+    output_options: bool  # background, output_compression, moderation, stream
+    output_formats: tuple[str, ...] | None = None  # None: output_format is unknown to this model
+    size_rule: SizeRule | None = None  # any WxH within its bounds, besides `sizes`
+    auto_quality: str = "medium"  # what quality "auto" bills as (usage)
+    prompt_unit: Literal["characters", "tokens"] = "characters"  # tokens: estimated as characters / 4
 
     @property
     def known_parameters(self) -> frozenset[str]:
@@ -42,8 +84,10 @@ class ModelRules:
             names.add("style")
         if self.response_formats is not None:
             names.add("response_format")
+        if self.output_formats is not None:
+            names.add("output_format")
         if self.output_options:
-            names |= {"background", "output_format", "output_compression", "moderation", "stream"}
+            names |= {"background", "output_compression", "moderation", "stream"}
         return frozenset(names)
 
 
@@ -59,9 +103,63 @@ GPT_IMAGE = ModelRules(
     response_formats=None,
     default_response_format="b64_json",
     output_options=True,
+    output_formats=("png", "jpeg"),
 )
 # gpt-image-2 (2026-04-21): its own size rule, quality defaults to high, no webp on Azure.
-GPT_IMAGE_2 = replace(GPT_IMAGE, sizes=("auto",), default_quality="high", free_sizes=True)
+GPT_IMAGE_2 = replace(
+    GPT_IMAGE,
+    sizes=("auto",),
+    default_quality="high",
+    auto_quality="high",
+    size_rule=SizeRule(
+        multiple=16,
+        min_edge=None,
+        max_edge=3840,
+        max_ratio=(3, 1),
+        min_pixels=655_360,
+        max_pixels=8_294_400,
+        accepts_auto=True,
+    ),
+)
+GPT_IMAGE_1_5 = replace(GPT_IMAGE, auto_quality="high")
+GPT_IMAGE_1_MINI = replace(GPT_IMAGE, auto_quality="medium")
+# FLUX through the Image API: one PNG (or JPEG) a call, answered as a URL; 5,000 tokens of prompt.
+FLUX_1_1_PRO = ModelRules(
+    family="flux",
+    max_prompt=5000,
+    prompt_unit="tokens",
+    n_max=1,
+    sizes=(),
+    default_size="1024x1024",
+    qualities=None,
+    default_quality=None,
+    styles=None,
+    response_formats=None,
+    default_response_format="url",
+    output_options=False,
+    output_formats=("png", "jpeg"),
+    size_rule=SizeRule(
+        multiple=32,
+        min_edge=256,
+        max_edge=1440,
+        max_ratio=None,
+        min_pixels=None,
+        max_pixels=1_677_721,
+        max_pixels_label="1.6 MP",
+    ),
+)
+FLUX_1_KONTEXT_PRO = replace(
+    FLUX_1_1_PRO,
+    size_rule=SizeRule(
+        multiple=32,
+        min_edge=256,
+        max_edge=1440,
+        max_ratio=(21, 9),
+        min_pixels=None,
+        max_pixels=1_048_576,
+        max_pixels_label="1 MP",
+    ),
+)
 DALL_E_3 = ModelRules(
     family="dall-e-3",
     max_prompt=4000,
@@ -104,17 +202,47 @@ LEGACY = ModelRules(
 )
 
 
+_RULES_BY_MODEL: dict[str, ModelRules] = {
+    "gpt-image-2": GPT_IMAGE_2,
+    "gpt-image-1.5": GPT_IMAGE_1_5,
+    "gpt-image-1-mini": GPT_IMAGE_1_MINI,
+    "flux-1.1-pro": FLUX_1_1_PRO,
+    "flux.1-kontext-pro": FLUX_1_KONTEXT_PRO,
+    "dall-e-3": DALL_E_3,
+    "dall-e-2": DALL_E_2,
+}
+
+
 def rules_for_model(model: str) -> ModelRules | None:
     """Rules by model name (a deployment's model); None for a model that is not an image model."""
-    if model == "gpt-image-2":
-        return GPT_IMAGE_2
-    if model.startswith("gpt-image"):
+    name = model.lower()
+    if name in _RULES_BY_MODEL:
+        return _RULES_BY_MODEL[name]
+    if name.startswith("gpt-image"):
         return GPT_IMAGE
-    if model == "dall-e-3":
-        return DALL_E_3
-    if model == "dall-e-2":
-        return DALL_E_2
     return None
+
+
+@dataclass(frozen=True)
+class Retirement:
+    model: str
+    retired: str  # ISO date
+    replacement: str
+
+
+RETIREMENTS: dict[str, Retirement] = {
+    item.model: item
+    for item in (
+        Retirement("gpt-image-1", "2026-10-23", "gpt-image-2"),
+        Retirement("dall-e-3", "2026-03-04", "gpt-image-2"),
+        Retirement("dall-e-2", "2025-01-27", "gpt-image-2"),
+    )
+}
+
+
+def retirement_of(model: str) -> Retirement | None:
+    """The retirement of a deployment's model (matched whole: gpt-image-1.5 is not gpt-image-1)."""
+    return RETIREMENTS.get(model.lower())
 
 
 @dataclass(frozen=True)
@@ -205,7 +333,15 @@ def _prompt(body: dict[str, Any], rules: ModelRules) -> str:
             "string instead.",
             "prompt",
         )
-    if len(prompt) > rules.max_prompt:
+    if rules.prompt_unit == "tokens":
+        if len(prompt) > 4 * rules.max_prompt:
+            raise invalid(
+                "string_above_max_length",
+                f"Invalid 'prompt': string too long. Expected a prompt of at most {rules.max_prompt} tokens, "
+                f"but got about {-(-len(prompt) // 4)} tokens ({len(prompt)} characters) instead.",
+                "prompt",
+            )
+    elif len(prompt) > rules.max_prompt:
         raise invalid(
             "string_above_max_length",
             f"Invalid 'prompt': string too long. Expected a string with maximum length {rules.max_prompt}, "
@@ -216,11 +352,13 @@ def _prompt(body: dict[str, Any], rules: ModelRules) -> str:
 
 
 def _output_options(body: dict[str, Any], rules: ModelRules) -> tuple[OutputFormat, int | None, str | None]:
-    if not rules.output_options:
+    if rules.output_formats is None:
         return "png", None, None
     output_format = cast(
-        OutputFormat, _supported(body.get("output_format", "png"), ("png", "jpeg"), "output_format")
+        OutputFormat, _supported(body.get("output_format", "png"), rules.output_formats, "output_format")
     )
+    if not rules.output_options:
+        return output_format, None, None
     background = _supported(body.get("background", "auto"), ("transparent", "opaque", "auto"), "background")
     if background == "transparent" and output_format == "jpeg":
         raise invalid(
@@ -262,8 +400,9 @@ def validate(body: object, rules: ModelRules, model: str) -> ImageRequest:
     prompt = _prompt(body, rules)
     n = _integer(body["n"], "n", 1, rules.n_max) if body.get("n") is not None else 1
     requested = body.get("size", rules.default_size)
-    if rules.free_sizes and isinstance(requested, str) and requested != "auto":
-        size = _free_size(requested)
+    rule = rules.size_rule
+    if rule is not None and isinstance(requested, str) and not (requested == "auto" and rule.accepts_auto):
+        size = _free_size(requested, rule)
     else:
         size = _supported(requested, rules.sizes, "size")
     if size == "auto":
@@ -306,41 +445,31 @@ def validate(body: object, rules: ModelRules, model: str) -> ImageRequest:
     )
 
 
-def _free_size(size: str) -> str:
-    """gpt-image-2's rule: edges multiples of 16, long edge <= 3840, ratio <= 3:1, 655,360-8,294,400 pixels."""
+def _free_size(size: str, rule: SizeRule) -> str:
+    """A WIDTHxHEIGHT size checked against a model's size rule (400 naming the rule it breaks)."""
     width_text, sep, height_text = size.partition("x")
     if not sep or not width_text.isdigit() or not height_text.isdigit() or len(size) > 11:
-        raise invalid(
-            "invalid_value", f"Invalid value: '{size[:40]}'. Size must be 'auto' or WIDTHxHEIGHT.", "size"
-        )
-    width, height = int(width_text), int(height_text)
-    long, short = max(width, height), min(width, height)
-    if width % 16 or height % 16:
-        problem = "Both edges must be multiples of 16 pixels."
-    elif long > 3840:
-        problem = "The long edge must be at most 3840 pixels."
-    elif short == 0 or long > 3 * short:
-        problem = "The aspect ratio must not exceed 3:1."
-    elif not 655_360 <= width * height <= 8_294_400:
-        problem = "The total pixel count must be between 655,360 and 8,294,400."
-    else:
+        shape = "'auto' or WIDTHxHEIGHT" if rule.accepts_auto else "WIDTHxHEIGHT"
+        raise invalid("invalid_value", f"Invalid value: '{size[:40]}'. Size must be {shape}.", "size")
+    problem = rule.problem(int(width_text), int(height_text))
+    if problem is None:
         return size
     raise invalid("invalid_value", f"Invalid size '{size}'. {problem}", "size")
 
 
-# gpt-image-1 output tokens per image by quality and size (square, then portrait/landscape).
-_OUTPUT_TOKENS = {"low": (272, 408), "medium": (1056, 1584), "high": (4160, 6240)}
+# Output tokens per image of about one megapixel (1024x1024) by quality: OpenAI's gpt-image-1 table,
+# whose 1024x1536 figures (408, 1584, 6240) are these times 1.5, the ratio of their pixel counts.
+_OUTPUT_TOKENS = {"low": 272, "medium": 1056, "high": 4160}
+_ONE_MEGAPIXEL = 1024 * 1024
 
 
 def usage(request: ImageRequest) -> dict[str, Any]:
     """The `usage` block gpt-image models answer with (token counts are estimates, like the real ones)."""
     text_tokens = max(1, len(request.prompt) // 4)
-    quality = request.quality if request.quality in _OUTPUT_TOKENS else "medium"
-    square, oblong = _OUTPUT_TOKENS[quality or "medium"]
-    per_image = square if request.width == request.height else oblong
-    # Larger images cost proportionally more tokens (the tables above are for about one megapixel).
-    scale = max(1.0, request.width * request.height / (1024 * 1536 if per_image == oblong else 1024 * 1024))
-    output_tokens = round(per_image * scale) * request.n
+    quality = request.quality if request.quality in _OUTPUT_TOKENS else request.rules.auto_quality
+    # Larger images cost proportionally more tokens; smaller ones (gpt-image-2) cost the 1 MP figure.
+    scale = max(1.0, request.width * request.height / _ONE_MEGAPIXEL)
+    output_tokens = round(_OUTPUT_TOKENS[quality] * scale) * request.n
     return {
         "input_tokens": text_tokens,
         "input_tokens_details": {"image_tokens": 0, "text_tokens": text_tokens},

@@ -17,6 +17,9 @@ DEFAULT_DEPLOYMENTS: dict[str, str] = {
     "gpt-image-2": "gpt-image-2",
     "gpt-image-1.5": "gpt-image-1.5",
     "gpt-image-1-mini": "gpt-image-1-mini",
+    "FLUX-1.1-pro": "FLUX-1.1-pro",
+    "FLUX.1-Kontext-pro": "FLUX.1-Kontext-pro",
+    # Retired models: kept so that a client sees their 410 Gone (the legacy :submit API still works).
     "gpt-image-1": "gpt-image-1",
     "dall-e-3": "dall-e-3",
     "dall-e-2": "dall-e-2",

@@ -16,7 +16,7 @@ import httpx2
 import pytest
 import requests
 from azure.identity import ManagedIdentityCredential, get_bearer_token_provider
-from openai import AzureOpenAI, OpenAI
+from openai import APIStatusError, AzureOpenAI, OpenAI
 from PIL import Image
 
 from devtools.certs import TlsFiles
@@ -99,7 +99,7 @@ def test_openai_package_deployments_dialect_with_managed_identity(
             http_client=http_client,
         )
         result = client.images.generate(
-            model="gpt-image-1", prompt="a red fox in snow", n=2, size="1024x1536"
+            model="gpt-image-1.5", prompt="a red fox in snow", n=2, size="1024x1536"
         )
     assert result.data is not None
     assert len(result.data) == 2
@@ -113,7 +113,7 @@ def test_openai_package_deployments_dialect_with_managed_identity(
     assert (entry["dialect"], entry["auth"], entry["deployment"], entry["n"], entry["paid"]) == (
         "deployments",
         "bearer",
-        "gpt-image-1",
+        "gpt-image-1.5",
         2,
         True,
     )
@@ -126,14 +126,14 @@ def test_openai_package_v1_dialect_with_managed_identity_token(
     with httpx2.Client(verify=ssl.create_default_context(cafile=_ca(aoai))) as http_client:
         client = OpenAI(base_url=f"{aoai.endpoint}/openai/v1/", api_key=provider(), http_client=http_client)
         result = client.images.generate(
-            model="gpt-image-1", prompt="a red fox in snow", n=2, size="1024x1024"
+            model="gpt-image-1-mini", prompt="a red fox in snow", n=2, size="1024x1024"
         )
     assert result.data is not None
     assert len(result.data) == 2
     for item in result.data:
         _assert_png(base64.b64decode(item.b64_json or ""), (1024, 1024))
     [entry] = _admin(aoai, "GET", "requests")["requests"]
-    assert (entry["dialect"], entry["auth"], entry["deployment"]) == ("v1", "bearer", "gpt-image-1")
+    assert (entry["dialect"], entry["auth"], entry["deployment"]) == ("v1", "bearer", "gpt-image-1-mini")
 
 
 def test_openai_package_generates_with_gpt_image_2_at_a_free_size_on_the_v1_path(
@@ -150,7 +150,7 @@ def test_openai_package_generates_with_gpt_image_2_at_a_free_size_on_the_v1_path
         result = client.images.generate(
             model="gpt-image-2",
             prompt="a red fox in snow",
-            size="2048x1152",  # type: ignore[arg-type]  # the package's Literal predates gpt-image-2
+            size="2048x1152",
             quality="low",
         )
     assert result.data is not None
@@ -160,18 +160,64 @@ def test_openai_package_generates_with_gpt_image_2_at_a_free_size_on_the_v1_path
     assert (entry["dialect"], entry["auth"], entry["deployment"]) == ("v1", "bearer", "gpt-image-2")
 
 
-def test_openai_package_dalle3_url_downloads(aoai: AoaiEndpoint) -> None:
+@pytest.mark.parametrize(
+    ("deployment", "size"), [("FLUX-1.1-pro", (1440, 1152)), ("FLUX.1-Kontext-pro", (1344, 576))]
+)
+def test_openai_package_flux_url_downloads(
+    aoai: AoaiEndpoint, deployment: str, size: tuple[int, int]
+) -> None:
+    """The FLUX docs' Image API call (deployments path, api-version=preview), answered with a URL."""
+    with httpx2.Client(verify=ssl.create_default_context(cafile=_ca(aoai))) as http_client:
+        client = AzureOpenAI(
+            azure_endpoint=aoai.endpoint, api_version="preview", api_key=API_KEY, http_client=http_client
+        )
+        result = client.images.generate(
+            model=deployment,
+            prompt="a lighthouse",
+            n=1,
+            size=f"{size[0]}x{size[1]}",
+        )
+    assert result.data is not None
+    [item] = result.data
+    assert item.url is not None
+    assert item.b64_json is None and item.revised_prompt is None
+    assert result.usage is None
+    download = requests.get(item.url, verify=_ca(aoai), timeout=5)  # no credentials, like a SAS link
+    _assert_png(download.content, size)
+    [entry, _] = _admin(aoai, "GET", "requests")["requests"]
+    assert (entry["dialect"], entry["deployment"], entry["model"], entry["n"]) == (
+        "deployments",
+        deployment,
+        deployment,
+        1,
+    )
+
+
+@pytest.mark.parametrize(
+    ("deployment", "retired"),
+    [("gpt-image-1", "2026-10-23"), ("dall-e-3", "2026-03-04"), ("dall-e-2", "2025-01-27")],
+)
+def test_retired_deployments_answer_410_on_both_sync_paths(
+    aoai: AoaiEndpoint, deployment: str, retired: str
+) -> None:
+    for path, body in (
+        (_deployments(deployment), {"prompt": "p"}),
+        ("/openai/v1/images/generations", {"model": deployment, "prompt": "p"}),
+    ):
+        response = _post(aoai, path, body)
+        assert response.status_code == 410, response.text
+        error = response.json()["error"]
+        assert error["code"] == "ModelRetired"
+        assert deployment in error["message"] and retired in error["message"]
+        assert "gpt-image-2" in error["message"]
     with httpx2.Client(verify=ssl.create_default_context(cafile=_ca(aoai))) as http_client:
         client = AzureOpenAI(
             azure_endpoint=aoai.endpoint, api_version=API_VERSION, api_key=API_KEY, http_client=http_client
         )
-        result = client.images.generate(model="dall-e-3", prompt="a lighthouse", size="1792x1024")
-    assert result.data is not None
-    item = result.data[0]
-    assert item.revised_prompt
-    assert item.url is not None
-    download = requests.get(item.url, verify=_ca(aoai), timeout=5)  # no credentials, like a SAS link
-    _assert_png(download.content, (1792, 1024))
+        with pytest.raises(APIStatusError) as caught:
+            client.with_options(max_retries=0).images.generate(model=deployment, prompt="p")
+    assert caught.value.status_code == 410
+    assert _admin(aoai, "GET", "stats")["paid_generations"] == 0
 
 
 # ---- 2. the quickstart's legacy loop, ported to Python --------------------------------------------
@@ -214,7 +260,7 @@ def test_quickstart_legacy_loop_works_unchanged(aoai: AoaiEndpoint) -> None:
 
 
 def test_wrong_key_is_401_in_azure_shape(aoai: AoaiEndpoint) -> None:
-    response = _post(aoai, _deployments("gpt-image-1"), {"prompt": "p"}, headers={"api-key": "wrong"})
+    response = _post(aoai, _deployments("gpt-image-2"), {"prompt": "p"}, headers={"api-key": "wrong"})
     assert response.status_code == 401
     error = response.json()["error"]
     assert error["code"] == "401"
@@ -233,9 +279,9 @@ def test_bad_tokens_are_401_in_azure_shape(
     token, _ = mint_access_token(
         resource=resource, client_id=None, lifetime_seconds=lifetime, now=time.time() - issued_ago
     )
-    for path in (_deployments("gpt-image-1"), "/openai/v1/images/generations"):
+    for path in (_deployments("gpt-image-2"), "/openai/v1/images/generations"):
         response = _post(
-            aoai, path, {"model": "gpt-image-1", "prompt": "p"}, {"Authorization": f"Bearer {token}"}
+            aoai, path, {"model": "gpt-image-2", "prompt": "p"}, {"Authorization": f"Bearer {token}"}
         )
         assert response.status_code == 401
         error = response.json()["error"]
@@ -247,35 +293,38 @@ def test_bad_tokens_are_401_in_azure_shape(
 
 
 BAD_PARAMETERS: list[tuple[str, dict[str, Any], str, str]] = [
-    ("gpt-image-1", {"n": 2}, "missing_required_parameter", "prompt"),
-    ("gpt-image-1", {"prompt": "x" * 32001}, "string_above_max_length", "prompt"),
-    ("dall-e-3", {"prompt": "x" * 4001}, "string_above_max_length", "prompt"),
-    ("dall-e-2", {"prompt": "x" * 1001}, "string_above_max_length", "prompt"),
-    ("gpt-image-1", {"prompt": "p", "n": 11}, "integer_above_max_value", "n"),
-    ("gpt-image-1", {"prompt": "p", "n": 0}, "integer_below_min_value", "n"),
-    ("dall-e-3", {"prompt": "p", "n": 2}, "integer_above_max_value", "n"),
-    ("gpt-image-1", {"prompt": "p", "size": "512x512"}, "invalid_value", "size"),
-    ("dall-e-3", {"prompt": "p", "size": "1024x1536"}, "invalid_value", "size"),
-    ("gpt-image-1", {"prompt": "p", "quality": "hd"}, "invalid_value", "quality"),
-    ("dall-e-3", {"prompt": "p", "quality": "low"}, "invalid_value", "quality"),
-    ("dall-e-3", {"prompt": "p", "style": "gothic"}, "invalid_value", "style"),
-    ("gpt-image-1", {"prompt": "p", "style": "vivid"}, "unknown_parameter", "style"),
-    ("gpt-image-1", {"prompt": "p", "response_format": "url"}, "unknown_parameter", "response_format"),
+    ("gpt-image-1.5", {"n": 2}, "missing_required_parameter", "prompt"),
+    ("gpt-image-1.5", {"prompt": "x" * 32001}, "string_above_max_length", "prompt"),
+    ("FLUX-1.1-pro", {"prompt": "x" * 20001}, "string_above_max_length", "prompt"),
+    ("FLUX.1-Kontext-pro", {"prompt": "x" * 20001}, "string_above_max_length", "prompt"),
+    ("gpt-image-1.5", {"prompt": "p", "n": 11}, "integer_above_max_value", "n"),
+    ("gpt-image-1.5", {"prompt": "p", "n": 0}, "integer_below_min_value", "n"),
+    ("FLUX-1.1-pro", {"prompt": "p", "n": 2}, "integer_above_max_value", "n"),
+    ("FLUX.1-Kontext-pro", {"prompt": "p", "n": 2}, "integer_above_max_value", "n"),
+    ("gpt-image-1.5", {"prompt": "p", "size": "512x512"}, "invalid_value", "size"),
+    ("FLUX-1.1-pro", {"prompt": "p", "size": "1440x1440"}, "invalid_value", "size"),
+    ("FLUX.1-Kontext-pro", {"prompt": "p", "size": "1440x544"}, "invalid_value", "size"),
+    ("gpt-image-1.5", {"prompt": "p", "quality": "hd"}, "invalid_value", "quality"),
+    ("FLUX-1.1-pro", {"prompt": "p", "quality": "high"}, "unknown_parameter", "quality"),
+    ("FLUX-1.1-pro", {"prompt": "p", "style": "natural"}, "unknown_parameter", "style"),
+    ("FLUX.1-Kontext-pro", {"prompt": "p", "response_format": "url"}, "unknown_parameter", "response_format"),
+    ("gpt-image-1-mini", {"prompt": "p", "style": "vivid"}, "unknown_parameter", "style"),
+    ("gpt-image-1-mini", {"prompt": "p", "response_format": "url"}, "unknown_parameter", "response_format"),
     (
-        "gpt-image-1",
+        "gpt-image-1-mini",
         {"prompt": "p", "background": "transparent", "output_format": "jpeg"},
         "invalid_value",
         "background",
     ),
-    ("gpt-image-1", {"prompt": "p", "output_format": "bmp"}, "invalid_value", "output_format"),
-    ("gpt-image-1", {"prompt": "p", "output_compression": 80}, "invalid_value", "output_compression"),
+    ("gpt-image-2", {"prompt": "p", "output_format": "bmp"}, "invalid_value", "output_format"),
+    ("gpt-image-2", {"prompt": "p", "output_compression": 80}, "invalid_value", "output_compression"),
     (
-        "gpt-image-1",
+        "gpt-image-2",
         {"prompt": "p", "output_format": "jpeg", "output_compression": 101},
         "integer_above_max_value",
         "output_compression",
     ),
-    ("gpt-image-1", {"prompt": "p", "seed": 4}, "unknown_parameter", "seed"),
+    ("gpt-image-2", {"prompt": "p", "seed": 4}, "unknown_parameter", "seed"),
 ]
 
 
@@ -316,18 +365,18 @@ def test_bad_legacy_parameters_are_400(
 def test_scripted_429_carries_both_retry_after_headers(aoai: AoaiEndpoint) -> None:
     _admin(aoai, "POST", "faults", {"kind": "429", "count": 2, "retry_after": 3, "scope": "generate"})
     for _ in range(2):
-        response = _post(aoai, _deployments("dall-e-3"), {"prompt": "p"})
+        response = _post(aoai, _deployments("gpt-image-2"), {"prompt": "p"})
         assert response.status_code == 429
         assert response.headers["retry-after"] == "3"
         assert response.headers["retry-after-ms"] == "3000"
         assert response.json()["error"]["code"] == "429"
-    assert _post(aoai, _deployments("dall-e-3"), {"prompt": "p"}).status_code == 200
+    assert _post(aoai, _deployments("gpt-image-2"), {"prompt": "p"}).status_code == 200
 
 
 def test_content_filter_shapes_sync_and_legacy(aoai: AoaiEndpoint) -> None:
     for path, body in (
-        (_deployments("gpt-image-1"), {"prompt": "a forbidden scene"}),
-        ("/openai/v1/images/generations", {"model": "dall-e-3", "prompt": "a forbidden scene"}),
+        (_deployments("gpt-image-1.5"), {"prompt": "a forbidden scene"}),
+        ("/openai/v1/images/generations", {"model": "FLUX-1.1-pro", "prompt": "a forbidden scene"}),
     ):
         response = _post(aoai, path, body)
         assert response.status_code == 400
@@ -345,9 +394,9 @@ def test_content_filter_shapes_sync_and_legacy(aoai: AoaiEndpoint) -> None:
         aoai, f"/openai/images/generations:submit?api-version={LEGACY_VERSION}", {"prompt": "forbidden"}
     )
     assert submit.status_code == 202
-    body = _wait_for_operation(aoai, submit.headers["operation-location"])
-    assert body["status"] == "failed"
-    assert body["error"] == {
+    done = _wait_for_operation(aoai, submit.headers["operation-location"])
+    assert done["status"] == "failed"
+    assert done["error"] == {
         "code": "contentFilter",
         "message": "Your task failed as a result of our safety system.",
     }
@@ -355,7 +404,7 @@ def test_content_filter_shapes_sync_and_legacy(aoai: AoaiEndpoint) -> None:
 
 def test_filtered_output_image_shapes(aoai: AoaiEndpoint) -> None:
     _admin(aoai, "POST", "config", {"filter_output_index": 1})
-    data = _post(aoai, _deployments("gpt-image-1"), {"prompt": "p", "n": 2}).json()["data"]
+    data = _post(aoai, _deployments("gpt-image-1.5"), {"prompt": "p", "n": 2}).json()["data"]
     assert "b64_json" in data[0]
     assert "b64_json" not in data[1]
     assert data[1]["content_filter_results"]["violence"]["filtered"] is True
@@ -380,7 +429,7 @@ def _wait_for_operation(aoai: AoaiEndpoint, location: str) -> dict[str, Any]:
 
 
 def test_truncated_download_really_is_truncated(aoai: AoaiEndpoint) -> None:
-    url = _post(aoai, _deployments("dall-e-3"), {"prompt": "p"}).json()["data"][0]["url"]
+    url = _post(aoai, _deployments("FLUX-1.1-pro"), {"prompt": "p"}).json()["data"][0]["url"]
     _admin(aoai, "POST", "faults", {"kind": "truncated"})
     parts = urlsplit(url)
     assert parts.hostname is not None
@@ -402,7 +451,7 @@ def test_truncated_download_really_is_truncated(aoai: AoaiEndpoint) -> None:
 def test_reset_fault_closes_the_connection(aoai: AoaiEndpoint) -> None:
     _admin(aoai, "POST", "faults", {"kind": "reset", "scope": "generate"})
     with pytest.raises(requests.ConnectionError):
-        _post(aoai, _deployments("dall-e-3"), {"prompt": "p"})
+        _post(aoai, _deployments("gpt-image-2"), {"prompt": "p"})
     [entry] = _admin(aoai, "GET", "requests")["requests"]
     assert (entry["status"], entry["fault"], entry["paid"]) == ("reset", "reset", False)
 
@@ -411,7 +460,7 @@ def test_hang_outlasts_the_client_timeout(aoai: AoaiEndpoint) -> None:
     _admin(aoai, "POST", "faults", {"kind": "hang", "hang_seconds": 2})
     with pytest.raises(requests.ReadTimeout):
         requests.post(
-            f"{aoai.endpoint}{_deployments('dall-e-2')}",
+            f"{aoai.endpoint}{_deployments('gpt-image-2')}",
             json={"prompt": "p"},
             headers={"api-key": API_KEY},
             verify=_ca(aoai),
@@ -438,7 +487,7 @@ def test_entra_only_emulator_refuses_every_key(logs_dir: Path) -> None:
     )
     try:
         response = requests.post(
-            f"{endpoint.endpoint}{_deployments('dall-e-3')}",
+            f"{endpoint.endpoint}{_deployments('gpt-image-2')}",
             json={"prompt": "p"},
             headers={"api-key": "any"},
             timeout=5,
@@ -447,7 +496,7 @@ def test_entra_only_emulator_refuses_every_key(logs_dir: Path) -> None:
         assert response.json()["error"]["code"] == "401"
         token, _ = mint_access_token(resource=SCOPE, client_id=None, lifetime_seconds=600)
         ok = requests.post(
-            f"{endpoint.endpoint}{_deployments('dall-e-3')}",
+            f"{endpoint.endpoint}{_deployments('gpt-image-2')}",
             json={"prompt": "p"},
             headers={"Authorization": f"Bearer {token}"},
             timeout=5,

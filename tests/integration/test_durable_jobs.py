@@ -197,6 +197,8 @@ def test_image_requests_queue_makes_jobs_and_results_are_published(api: Api) -> 
     wait_until(lambda: published.extend(drain(results)) or any(p["status"] == "succeeded" for p in published))
     done = next(p for p in published if p["status"] == "succeeded")
     assert len(done["images"]) == 2
+    assert done["model"] == "gpt-image-2"  # results carry what drew it, its usage and its cost
+    assert done["usage"]["output_tokens"] > 0 and done["cost"]["currency"] == "USD"
     assert api.download(done["images"][0]["url"]).status_code == 200
     assert api.get(done["id"]).json()["request"]["prompt"] == "from a queue"
     poison = queue(stack, "image-requests-poison")
@@ -305,6 +307,7 @@ def test_webhook_is_signed_and_retried(api: Api, receiver: Receiver) -> None:
     payload = Webhook(WEBHOOK_SECRET).verify(body, headers)
     assert payload["id"] == job["id"]
     assert payload["status"] == "succeeded"
+    assert (payload["model"], payload["usage"], payload["cost"]) == (job["model"], job["usage"], job["cost"])
     assert headers["webhook-id"] == f"{job['id']}.succeeded"
     with pytest.raises(WebhookVerificationError):
         Webhook("whsec_" + base64.b64encode(b"another-secret-of-32-bytes-long!").decode()).verify(

@@ -198,7 +198,7 @@ def test_flux_answers_a_url_the_function_downloads_stores_and_prices_per_image(f
     assert (call["dialect"], call["auth"], call["model"]) == ("deployments", "bearer", "FLUX-1.1-pro")
     assert len(flux_api.calls("download")) == 1
     assert job["model"] == "FLUX-1.1-pro"
-    assert job["usage"] is None  # FLUX counts no tokens
+    assert "usage" not in job  # FLUX counts no tokens
     assert job["cost"] == {"amount": 0.04, "currency": "USD", "prices_as_of": "2026-03-23"}
 
 

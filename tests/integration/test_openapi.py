@@ -180,8 +180,8 @@ def _poisoned(api: Api) -> tuple[dict[str, Any], str, str]:
 
 
 def _upstream_refused(api: Api) -> requests.Response:
-    """Azure OpenAI answers 400 (here: the deployment is really dall-e-3, which takes n=1 only)."""
-    api.emulator("POST", "config", {"deployments": {"gpt-image-2": "dall-e-3"}})
+    """Azure OpenAI answers 400 (here: the deployment is really FLUX-1.1-pro, which draws one image only)."""
+    api.emulator("POST", "config", {"deployments": {"gpt-image-2": "FLUX-1.1-pro"}})
     response = api.post({"prompt": "two of them", "n": 2})
     assert response.json()["error"]["code"] == "invalid_request"
     return response

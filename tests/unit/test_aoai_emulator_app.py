@@ -18,6 +18,8 @@ from devtools.aoai_emulator.state import Config
 KEY = "unit-test-key"
 AUTH = {"api-key": KEY}
 DEPLOY = "/openai/deployments/{}/images/generations?api-version=2025-04-01-preview"
+FLUX_DEPLOY = "/openai/deployments/{}/images/generations?api-version=preview"  # as the FLUX docs call it
+V1 = "/openai/v1/images/generations?api-version=preview"
 SUBMIT = "/openai/images/generations:submit?api-version=2023-06-01-preview"
 
 
@@ -42,7 +44,7 @@ async def _configure(client: TestClient[Any, Any], **patch: Any) -> None:
 
 async def test_gpt_image_answers_b64_png_and_usage(client: TestClient[Any, Any]) -> None:
     response = await client.post(
-        DEPLOY.format("gpt-image-1"), json={"prompt": "a fox", "n": 2, "size": "1536x1024"}, headers=AUTH
+        DEPLOY.format("gpt-image-1.5"), json={"prompt": "a fox", "n": 2, "size": "1536x1024"}, headers=AUTH
     )
     assert response.status == 200
     for header in ("apim-request-id", "x-request-id", "x-ms-region"):
@@ -84,34 +86,209 @@ async def test_gpt_image_2_answers_a_free_size_and_refuses_one_outside_its_rule(
     assert "multiples of 16" in (await refused.json())["error"]["message"]
 
 
-async def test_dalle3_url_downloads_without_auth_and_has_revised_prompt(client: TestClient[Any, Any]) -> None:
+def _path(client: TestClient[Any, Any], url: str) -> str:
+    return url.split(str(client.server.port), 1)[1]
+
+
+@pytest.mark.parametrize(
+    ("deployment", "size"), [("FLUX-1.1-pro", "1440x1152"), ("FLUX.1-Kontext-pro", "1344x576")]
+)
+async def test_flux_answers_one_png_url_that_downloads_without_auth(
+    client: TestClient[Any, Any], deployment: str, size: str
+) -> None:
     response = await client.post(
-        DEPLOY.format("dall-e-3"), json={"prompt": "a fox", "size": "1792x1024"}, headers=AUTH
+        FLUX_DEPLOY.format(deployment),
+        json={"prompt": "a fox", "n": 1, "size": size, "model": "ignored", "user": "u1"},
+        headers=AUTH,
     )
+    assert response.status == 200, await response.text()
     body = await _json(response)
-    item = body["data"][0]
-    assert "a fox" in item["revised_prompt"]
-    assert item["content_filter_results"]["violence"] == {"filtered": False, "severity": "safe"}
-    download = await client.get(item["url"].split(str(client.server.port), 1)[1])
+    assert set(body) == {"created", "data"}  # no usage
+    assert isinstance(body["created"], int)
+    [item] = body["data"]
+    assert set(item) == {"url"}  # no b64_json, no revised_prompt
+    download = await client.get(_path(client, item["url"]))
     assert download.status == 200
     assert download.content_type == "image/png"
+    width, height = (int(edge) for edge in size.split("x"))
     with Image.open(io.BytesIO(await download.read())) as image:
-        assert image.size == (1792, 1024)
+        assert (image.format, image.size) == ("PNG", (width, height))
 
 
-async def test_dalle3_b64_json_on_request(client: TestClient[Any, Any]) -> None:
+async def test_flux_defaults_to_1024_square_and_answers_jpeg_on_request(client: TestClient[Any, Any]) -> None:
     response = await client.post(
-        DEPLOY.format("dall-e-3"), json={"prompt": "a fox", "response_format": "b64_json"}, headers=AUTH
+        FLUX_DEPLOY.format("FLUX-1.1-pro"), json={"prompt": "a fox", "output_format": "jpeg"}, headers=AUTH
     )
-    assert "b64_json" in (await _json(response))["data"][0]
+    url = (await _json(response))["data"][0]["url"]
+    assert ".jpg?" in url
+    download = await client.get(_path(client, url))
+    assert download.content_type == "image/jpeg"
+    with Image.open(io.BytesIO(await download.read())) as image:
+        assert (image.format, image.size) == ("JPEG", (1024, 1024))
+
+
+@pytest.mark.parametrize("deployment", ["FLUX-1.1-pro", "FLUX.1-Kontext-pro"])
+async def test_flux_refuses_more_than_one_image_on_both_sync_paths(
+    client: TestClient[Any, Any], deployment: str
+) -> None:
+    for path, body in (
+        (FLUX_DEPLOY.format(deployment), {"prompt": "p", "n": 2}),
+        (V1, {"model": deployment, "prompt": "p", "n": 2}),
+    ):
+        response = await client.post(path, json=body, headers=AUTH)
+        assert response.status == 400
+        error = (await _json(response))["error"]
+        assert (error["code"], error["param"], error["type"]) == (
+            "integer_above_max_value",
+            "n",
+            "invalid_request_error",
+        )
+    assert (await _json(await client.get("/_emulator/stats")))["paid_generations"] == 0
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("quality", "high"),
+        ("background", "opaque"),
+        ("style", "vivid"),
+        ("response_format", "url"),
+        ("output_compression", 50),
+        ("moderation", "low"),
+        ("seed", 7),
+    ],
+)
+async def test_flux_refuses_parameters_it_does_not_know(
+    client: TestClient[Any, Any], name: str, value: object
+) -> None:
+    response = await client.post(
+        FLUX_DEPLOY.format("FLUX.1-Kontext-pro"), json={"prompt": "p", name: value}, headers=AUTH
+    )
+    assert response.status == 400
+    error = (await _json(response))["error"]
+    assert (error["code"], error["param"]) == ("unknown_parameter", name)
+    assert name in error["message"]
+
+
+@pytest.mark.parametrize(
+    ("deployment", "size", "rule"),
+    [
+        ("FLUX-1.1-pro", "1000x1000", "multiples of 32"),
+        ("FLUX-1.1-pro", "1472x1024", "between 256 and 1440"),
+        ("FLUX-1.1-pro", "1440x1440", "at most 1,677,721 (1.6 MP)"),
+        ("FLUX.1-Kontext-pro", "1280x1024", "at most 1,048,576 (1 MP)"),
+        ("FLUX.1-Kontext-pro", "1440x544", "21:9"),
+        ("FLUX.1-Kontext-pro", "auto", "WIDTHxHEIGHT"),
+    ],
+)
+async def test_flux_size_outside_its_rule_names_the_rule(
+    client: TestClient[Any, Any], deployment: str, size: str, rule: str
+) -> None:
+    response = await client.post(
+        FLUX_DEPLOY.format(deployment), json={"prompt": "p", "size": size}, headers=AUTH
+    )
+    assert response.status == 400
+    error = (await _json(response))["error"]
+    assert (error["code"], error["param"]) == ("invalid_value", "size")
+    assert rule in error["message"]
+
+
+async def test_flux_prompt_limit_is_5000_estimated_tokens(client: TestClient[Any, Any]) -> None:
+    ok = await client.post(FLUX_DEPLOY.format("FLUX-1.1-pro"), json={"prompt": "x" * 20_000}, headers=AUTH)
+    assert ok.status == 200
+    long = await client.post(FLUX_DEPLOY.format("FLUX-1.1-pro"), json={"prompt": "x" * 20_001}, headers=AUTH)
+    error = (await _json(long))["error"]
+    assert (long.status, error["code"], error["param"]) == (400, "string_above_max_length", "prompt")
+    assert "5000 tokens" in error["message"]
+
+
+async def test_flux_on_the_v1_path_and_under_quota_faults_and_filter(client: TestClient[Any, Any]) -> None:
+    v1 = await client.post(V1, json={"model": "FLUX.1-Kontext-pro", "prompt": "a fox"}, headers=AUTH)
+    assert v1.status == 200
+    assert set((await _json(v1))["data"][0]) == {"url"}
+    filtered = await client.post(
+        FLUX_DEPLOY.format("FLUX-1.1-pro"), json={"prompt": "forbidden"}, headers=AUTH
+    )
+    assert (await _json(filtered))["error"]["code"] == "content_policy_violation"
+    await client.post("/_emulator/faults", json={"kind": "503", "deployment": "FLUX-1.1-pro"})
+    unavailable = await client.post(FLUX_DEPLOY.format("FLUX-1.1-pro"), json={"prompt": "p"}, headers=AUTH)
+    assert unavailable.status == 503
+    await _configure(client, images_per_minute=1)
+    assert (
+        await client.post(FLUX_DEPLOY.format("FLUX-1.1-pro"), json={"prompt": "p"}, headers=AUTH)
+    ).status == 200
+    throttled = await client.post(FLUX_DEPLOY.format("FLUX-1.1-pro"), json={"prompt": "p"}, headers=AUTH)
+    assert throttled.status == 429
+    await _configure(client, images_per_minute=None, filter_output_index=0)
+    [item] = (
+        await _json(await client.post(V1, json={"model": "FLUX-1.1-pro", "prompt": "p"}, headers=AUTH))
+    )["data"]
+    assert "url" not in item
+    assert item["content_filter_results"]["violence"]["filtered"] is True
+
+
+RETIRED = [("gpt-image-1", "2026-10-23"), ("dall-e-3", "2026-03-04"), ("dall-e-2", "2025-01-27")]
+
+
+@pytest.mark.parametrize(("model", "retired"), RETIRED)
+async def test_retired_models_answer_410_on_both_sync_paths(
+    client: TestClient[Any, Any], model: str, retired: str
+) -> None:
+    await client.post("/_emulator/faults", json={"kind": "500", "scope": "generate"})
+    for path, body in ((DEPLOY.format(model), {"prompt": "p"}), (V1, {"model": model, "prompt": "p"})):
+        response = await client.post(path, json=body, headers=AUTH)
+        assert response.status == 410
+        assert response.headers["apim-request-id"]
+        error = (await _json(response))["error"]
+        assert error["code"] == "ModelRetired"
+        assert model in error["message"]
+        assert retired in error["message"]
+        assert "gpt-image-2" in error["message"]
+    log = (await _json(await client.get("/_emulator/requests")))["requests"]
+    assert [(e["status"], e["model"], e["paid"], e["fault"]) for e in log] == [(410, model, False, None)] * 2
+    # Not paid, no fault used up: the scripted 500 still fires on the next live call.
+    assert (await client.post(DEPLOY.format("gpt-image-2"), json={"prompt": "p"}, headers=AUTH)).status == 500
+
+
+async def test_retired_deployment_under_another_name_and_before_validation(
+    client: TestClient[Any, Any],
+) -> None:
+    await _configure(client, deployments={"pictures": "DALL-E-3", "live": "gpt-image-1.5"})
+    response = await client.post(DEPLOY.format("pictures"), json={"n": 99, "colour": "red"}, headers=AUTH)
+    assert response.status == 410
+    assert "2026-03-04" in (await _json(response))["error"]["message"]
+    assert (await client.post(DEPLOY.format("live"), json={"prompt": "p"}, headers=AUTH)).status == 200
+
+
+async def test_legacy_submit_still_serves_dall_e_2_while_its_deployment_is_retired(
+    client: TestClient[Any, Any],
+) -> None:
+    assert (await client.post(DEPLOY.format("dall-e-2"), json={"prompt": "p"}, headers=AUTH)).status == 410
+    submit = await client.post(SUBMIT, json={"prompt": "a fox", "size": "256x256"}, headers=AUTH)
+    assert submit.status == 202
+    done = await _poll_until_done(client, submit.headers["operation-location"])
+    assert done["status"] == "succeeded"
+    download = await client.get(_path(client, done["result"]["data"][0]["url"]))
+    with Image.open(io.BytesIO(await download.read())) as image:
+        assert (image.format, image.size) == ("PNG", (256, 256))
+    models = [
+        e["model"] for e in (await _json(await client.get("/_emulator/requests?dialect=legacy")))["requests"]
+    ]
+    assert set(models) == {"dall-e-2"}
+
+
+async def test_usage_follows_the_model_default_quality(client: TestClient[Any, Any]) -> None:
+    tokens = {}
+    for deployment in ("gpt-image-2", "gpt-image-1.5", "gpt-image-1-mini"):
+        response = await client.post(DEPLOY.format(deployment), json={"prompt": "a" * 40}, headers=AUTH)
+        usage = (await _json(response))["usage"]
+        assert usage["input_tokens_details"] == {"image_tokens": 0, "text_tokens": 10}
+        tokens[deployment] = usage["output_tokens"]
+    assert tokens == {"gpt-image-2": 4160, "gpt-image-1.5": 4160, "gpt-image-1-mini": 1056}
 
 
 async def test_v1_dialect_takes_the_deployment_from_model(client: TestClient[Any, Any]) -> None:
-    response = await client.post(
-        "/openai/v1/images/generations?api-version=preview",
-        json={"model": "dall-e-2", "prompt": "p", "n": 3},
-        headers=AUTH,
-    )
+    response = await client.post(V1, json={"model": "gpt-image-1-mini", "prompt": "p", "n": 3}, headers=AUTH)
     assert response.status == 200
     assert len((await _json(response))["data"]) == 3
     missing = await client.post("/openai/v1/images/generations", json={"prompt": "p"}, headers=AUTH)
@@ -128,7 +305,7 @@ async def test_unknown_deployment_and_missing_api_version(client: TestClient[Any
     assert unknown.status == 404
     assert (await _json(unknown))["error"]["code"] == "DeploymentNotFound"
     no_version = await client.post(
-        "/openai/deployments/dall-e-3/images/generations", json={"prompt": "p"}, headers=AUTH
+        "/openai/deployments/gpt-image-2/images/generations", json={"prompt": "p"}, headers=AUTH
     )
     assert no_version.status == 404
     assert (await _json(no_version))["error"] == {"code": "404", "message": "Resource not found"}
@@ -142,7 +319,7 @@ async def test_unauthenticated_calls_get_401_before_anything_else(client: TestCl
 
 async def test_prompt_content_filter_sync_shape(client: TestClient[Any, Any]) -> None:
     response = await client.post(
-        DEPLOY.format("gpt-image-1"), json={"prompt": "something forbidden"}, headers=AUTH
+        DEPLOY.format("gpt-image-2"), json={"prompt": "something forbidden"}, headers=AUTH
     )
     assert response.status == 400
     error = (await _json(response))["error"]
@@ -159,7 +336,7 @@ async def test_prompt_content_filter_sync_shape(client: TestClient[Any, Any]) ->
 
 async def test_filtered_output_index_sync(client: TestClient[Any, Any]) -> None:
     await _configure(client, filter_output_index=1)
-    response = await client.post(DEPLOY.format("gpt-image-1"), json={"prompt": "p", "n": 3}, headers=AUTH)
+    response = await client.post(DEPLOY.format("gpt-image-1.5"), json={"prompt": "p", "n": 3}, headers=AUTH)
     data = (await _json(response))["data"]
     assert "b64_json" in data[0]
     assert "b64_json" not in data[1]
@@ -241,7 +418,7 @@ async def test_legacy_delete_cancels(client: TestClient[Any, Any]) -> None:
 
 async def test_result_urls_expire_with_403(client: TestClient[Any, Any]) -> None:
     await _configure(client, result_ttl_seconds=0)
-    response = await client.post(DEPLOY.format("dall-e-2"), json={"prompt": "p"}, headers=AUTH)
+    response = await client.post(FLUX_DEPLOY.format("FLUX-1.1-pro"), json={"prompt": "p"}, headers=AUTH)
     url = (await _json(response))["data"][0]["url"]
     download = await client.get(url.split(str(client.server.port), 1)[1])
     assert download.status == 403
@@ -252,17 +429,21 @@ async def test_result_urls_expire_with_403(client: TestClient[Any, Any]) -> None
 async def test_scripted_429_500_503(client: TestClient[Any, Any]) -> None:
     faults = [{"kind": "429", "retry_after": 1.5}, {"kind": "500"}, {"kind": "503", "retry_after": 2}]
     assert (await client.post("/_emulator/faults", json={"faults": faults})).status == 200
-    throttled = await client.post(DEPLOY.format("dall-e-3"), json={"prompt": "p"}, headers=AUTH)
+    throttled = await client.post(
+        FLUX_DEPLOY.format("FLUX.1-Kontext-pro"), json={"prompt": "p"}, headers=AUTH
+    )
     assert throttled.status == 429
     assert throttled.headers["retry-after"] == "2"
     assert throttled.headers["retry-after-ms"] == "1500"
     assert (await _json(throttled))["error"]["code"] == "429"
-    failed = await client.post(DEPLOY.format("dall-e-3"), json={"prompt": "p"}, headers=AUTH)
+    failed = await client.post(FLUX_DEPLOY.format("FLUX.1-Kontext-pro"), json={"prompt": "p"}, headers=AUTH)
     assert failed.status == 500
-    unavailable = await client.post(DEPLOY.format("dall-e-3"), json={"prompt": "p"}, headers=AUTH)
+    unavailable = await client.post(
+        FLUX_DEPLOY.format("FLUX.1-Kontext-pro"), json={"prompt": "p"}, headers=AUTH
+    )
     assert unavailable.status == 503
     assert unavailable.headers["retry-after"] == "2"
-    ok = await client.post(DEPLOY.format("dall-e-3"), json={"prompt": "p"}, headers=AUTH)
+    ok = await client.post(FLUX_DEPLOY.format("FLUX.1-Kontext-pro"), json={"prompt": "p"}, headers=AUTH)
     assert ok.status == 200
     statuses = [e["status"] for e in (await _json(await client.get("/_emulator/requests")))["requests"]]
     assert statuses == [429, 500, 503, 200]
@@ -270,13 +451,13 @@ async def test_scripted_429_500_503(client: TestClient[Any, Any]) -> None:
 
 async def test_images_per_minute_quota(client: TestClient[Any, Any]) -> None:
     await _configure(client, images_per_minute=3)
-    ok = await client.post(DEPLOY.format("gpt-image-1"), json={"prompt": "p", "n": 3}, headers=AUTH)
+    ok = await client.post(DEPLOY.format("gpt-image-1-mini"), json={"prompt": "p", "n": 3}, headers=AUTH)
     assert ok.status == 200
-    throttled = await client.post(DEPLOY.format("gpt-image-1"), json={"prompt": "p"}, headers=AUTH)
+    throttled = await client.post(DEPLOY.format("gpt-image-1-mini"), json={"prompt": "p"}, headers=AUTH)
     assert throttled.status == 429
     assert int(throttled.headers["retry-after"]) >= 59
     assert int(throttled.headers["retry-after-ms"]) > 58_000
-    other = await client.post(DEPLOY.format("dall-e-3"), json={"prompt": "p"}, headers=AUTH)
+    other = await client.post(DEPLOY.format("gpt-image-2"), json={"prompt": "p"}, headers=AUTH)
     assert other.status == 200  # quota is per deployment
 
 
@@ -286,7 +467,9 @@ async def test_sync_latency_overlaps_between_requests(client: TestClient[Any, An
     started = loop.time()
     responses = await asyncio.gather(
         *(
-            client.post(DEPLOY.format("dall-e-2"), json={"prompt": f"p{i}", "size": "256x256"}, headers=AUTH)
+            client.post(
+                FLUX_DEPLOY.format("FLUX-1.1-pro"), json={"prompt": f"p{i}", "size": "256x256"}, headers=AUTH
+            )
             for i in range(16)
         )
     )
@@ -295,34 +478,34 @@ async def test_sync_latency_overlaps_between_requests(client: TestClient[Any, An
 
 
 async def test_request_log_never_holds_secrets(client: TestClient[Any, Any]) -> None:
-    await client.post(DEPLOY.format("dall-e-3"), json={"prompt": "p"}, headers=AUTH)
-    await client.post(DEPLOY.format("dall-e-3"), json={"prompt": "p"}, headers={"api-key": "wrong-key"})
+    await client.post(DEPLOY.format("gpt-image-2"), json={"prompt": "p"}, headers=AUTH)
+    await client.post(DEPLOY.format("gpt-image-2"), json={"prompt": "p"}, headers={"api-key": "wrong-key"})
     text = await (await client.get("/_emulator/requests")).text()
     assert KEY not in text
     assert "wrong-key" not in text
     entries = (await _json(await client.get("/_emulator/requests")))["requests"]
     assert [e["auth"] for e in entries] == ["api-key", "invalid-key"]
     assert entries[0]["dialect"] == "deployments"
-    assert entries[0]["deployment"] == "dall-e-3"
+    assert entries[0]["deployment"] == "gpt-image-2"
 
 
 async def test_admin_config_deployments_and_reset(client: TestClient[Any, Any]) -> None:
-    await _configure(client, deployments={"pictures": "gpt-image-1"})
+    await _configure(client, deployments={"pictures": "gpt-image-2"})
     assert (await client.post(DEPLOY.format("pictures"), json={"prompt": "p"}, headers=AUTH)).status == 200
-    assert (await client.post(DEPLOY.format("dall-e-3"), json={"prompt": "p"}, headers=AUTH)).status == 404
+    assert (await client.post(DEPLOY.format("gpt-image-2"), json={"prompt": "p"}, headers=AUTH)).status == 404
     bad = await client.post("/_emulator/config", json={"deployments": {"chat": "gpt-4o"}})
     assert bad.status == 400
     await client.post("/_emulator/faults", json={"kind": "500"})
     reset = await client.post("/_emulator/reset", json={"config": True})
-    assert (await _json(reset))["config"]["deployments"]["dall-e-3"] == "dall-e-3"
+    assert (await _json(reset))["config"]["deployments"]["FLUX-1.1-pro"] == "FLUX-1.1-pro"
     assert (await _json(await client.get("/_emulator/faults")))["faults"] == []
     assert (await _json(await client.get("/_emulator/requests")))["requests"] == []
-    assert (await client.post(DEPLOY.format("dall-e-3"), json={"prompt": "p"}, headers=AUTH)).status == 200
+    assert (await client.post(DEPLOY.format("gpt-image-2"), json={"prompt": "p"}, headers=AUTH)).status == 200
 
 
 async def test_image_detail_noise_makes_full_size_images(client: TestClient[Any, Any]) -> None:
     await _configure(client, image_detail="noise")
-    response = await client.post(DEPLOY.format("gpt-image-1"), json={"prompt": "a fox"}, headers=AUTH)
+    response = await client.post(DEPLOY.format("gpt-image-1.5"), json={"prompt": "a fox"}, headers=AUTH)
     picture = base64.b64decode((await _json(response))["data"][0]["b64_json"])
     assert len(picture) > 3_000_000
     with Image.open(io.BytesIO(picture)) as image:
@@ -342,6 +525,6 @@ async def test_image_detail_noise_makes_full_size_images(client: TestClient[Any,
     ids=["syntax", "nested too deeply", "number too long"],
 )
 async def test_invalid_json_body(client: TestClient[Any, Any], body: bytes) -> None:
-    response = await client.post(DEPLOY.format("dall-e-3"), data=body, headers=AUTH)
+    response = await client.post(DEPLOY.format("gpt-image-2"), data=body, headers=AUTH)
     assert response.status == 400
     assert (await _json(response))["error"]["code"] == "invalid_json"

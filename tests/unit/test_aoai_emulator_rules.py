@@ -14,8 +14,23 @@ from devtools.aoai_emulator.auth import AuthError, authenticate
 from devtools.aoai_emulator.errors import ApiError
 from devtools.aoai_emulator.faults import FaultQueue, FaultSpecError, parse_fault
 from devtools.aoai_emulator.images import render_image
-from devtools.aoai_emulator.models import DALL_E_2, DALL_E_3, GPT_IMAGE, LEGACY, ModelRules, usage, validate
-from devtools.aoai_emulator.state import Config, ConfigError, QuotaWindow
+from devtools.aoai_emulator.models import (
+    DALL_E_2,
+    DALL_E_3,
+    FLUX_1_1_PRO,
+    FLUX_1_KONTEXT_PRO,
+    GPT_IMAGE,
+    GPT_IMAGE_1_5,
+    GPT_IMAGE_1_MINI,
+    GPT_IMAGE_2,
+    LEGACY,
+    ModelRules,
+    retirement_of,
+    rules_for_model,
+    usage,
+    validate,
+)
+from devtools.aoai_emulator.state import DEFAULT_DEPLOYMENTS, Config, ConfigError, QuotaWindow
 from devtools.tokens import mint_access_token
 
 # ---- images ----------------------------------------------------------------------------------
@@ -137,6 +152,23 @@ BAD_REQUESTS: list[tuple[ModelRules, dict[str, Any], str, str | None]] = [
     (DALL_E_3, {"prompt": "p", "background": "opaque"}, "unknown_parameter", "background"),
     (GPT_IMAGE, {"prompt": "p", "colour": "red"}, "unknown_parameter", "colour"),
     (GPT_IMAGE, {"prompt": "p", "stream": True}, "invalid_value", "stream"),
+    (FLUX_1_1_PRO, {}, "missing_required_parameter", "prompt"),
+    (FLUX_1_1_PRO, {"prompt": "x" * 20_001}, "string_above_max_length", "prompt"),
+    (FLUX_1_KONTEXT_PRO, {"prompt": "x" * 20_001}, "string_above_max_length", "prompt"),
+    (FLUX_1_1_PRO, {"prompt": "p", "n": 2}, "integer_above_max_value", "n"),
+    (FLUX_1_KONTEXT_PRO, {"prompt": "p", "n": 2}, "integer_above_max_value", "n"),
+    (FLUX_1_1_PRO, {"prompt": "p", "n": 0}, "integer_below_min_value", "n"),
+    (FLUX_1_1_PRO, {"prompt": "p", "quality": "high"}, "unknown_parameter", "quality"),
+    (FLUX_1_1_PRO, {"prompt": "p", "background": "opaque"}, "unknown_parameter", "background"),
+    (FLUX_1_1_PRO, {"prompt": "p", "style": "vivid"}, "unknown_parameter", "style"),
+    (FLUX_1_1_PRO, {"prompt": "p", "response_format": "url"}, "unknown_parameter", "response_format"),
+    (FLUX_1_1_PRO, {"prompt": "p", "output_compression": 0}, "unknown_parameter", "output_compression"),
+    (FLUX_1_KONTEXT_PRO, {"prompt": "p", "moderation": "low"}, "unknown_parameter", "moderation"),
+    (FLUX_1_KONTEXT_PRO, {"prompt": "p", "stream": False}, "unknown_parameter", "stream"),
+    (FLUX_1_1_PRO, {"prompt": "p", "output_format": "webp"}, "invalid_value", "output_format"),
+    (FLUX_1_1_PRO, {"prompt": "p", "size": "auto"}, "invalid_value", "size"),
+    (FLUX_1_1_PRO, {"prompt": "p", "size": 1024}, "invalid_type", "size"),
+    (FLUX_1_1_PRO, {"prompt": "p", "size": "1024*1024"}, "invalid_value", "size"),
 ]
 
 
@@ -180,7 +212,123 @@ def test_usage_counts_tokens() -> None:
     assert counted["input_tokens"] == 10
     assert counted["output_tokens"] == 2 * 272
     assert counted["total_tokens"] == counted["input_tokens"] + counted["output_tokens"]
-    assert counted["input_tokens_details"]["text_tokens"] == 10
+    assert counted["input_tokens_details"] == {"image_tokens": 0, "text_tokens": 10}
+    assert usage(validate({"prompt": "a"}, GPT_IMAGE, "m"))["input_tokens"] == 1  # at least one
+
+
+def _output_tokens(rules: ModelRules, **body: Any) -> int:
+    tokens: int = usage(validate({"prompt": "p", **body}, rules, "m"))["output_tokens"]
+    return tokens
+
+
+@pytest.mark.parametrize(
+    ("size", "low", "medium", "high"),
+    [("1024x1024", 272, 1056, 4160), ("1536x1024", 408, 1584, 6240), ("1024x1536", 408, 1584, 6240)],
+)
+@pytest.mark.parametrize("rules", [GPT_IMAGE_2, GPT_IMAGE_1_5, GPT_IMAGE_1_MINI], ids=["2", "1.5", "mini"])
+def test_usage_matches_the_published_table(
+    rules: ModelRules, size: str, low: int, medium: int, high: int
+) -> None:
+    counted = [_output_tokens(rules, size=size, quality=q) for q in ("low", "medium", "high")]
+    assert counted == [low, medium, high]
+
+
+def test_usage_grows_with_quality_size_and_n() -> None:
+    by_quality = [_output_tokens(GPT_IMAGE_2, quality=q) for q in ("low", "medium", "high")]
+    assert by_quality == sorted(set(by_quality))
+    by_size = [
+        _output_tokens(GPT_IMAGE_2, size=s) for s in ("1024x1024", "1536x1024", "2048x1152", "2048x2048")
+    ]
+    assert by_size == sorted(set(by_size))
+    assert by_size[-1] == 4 * 4160  # 4 MP at high: four times the 1 MP figure
+    assert _output_tokens(GPT_IMAGE_2, size="3840x2160") == round(4160 * 3840 * 2160 / 1024**2)
+    assert _output_tokens(GPT_IMAGE_2, size="1024x640") == 4160  # below 1 MP: the 1 MP figure
+    by_n = [_output_tokens(GPT_IMAGE_1_MINI, n=n) for n in (1, 2, 5)]
+    assert by_n == [1056, 2 * 1056, 5 * 1056]
+
+
+def test_usage_auto_quality_and_size_count_as_the_model_defaults() -> None:
+    assert _output_tokens(GPT_IMAGE_2, quality="auto") == _output_tokens(GPT_IMAGE_2, quality="high") == 4160
+    assert _output_tokens(GPT_IMAGE_2) == 4160  # quality defaults to high
+    assert _output_tokens(GPT_IMAGE_1_5, quality="auto") == _output_tokens(GPT_IMAGE_1_5) == 4160
+    assert _output_tokens(GPT_IMAGE_1_MINI, quality="auto") == _output_tokens(GPT_IMAGE_1_MINI) == 1056
+    assert _output_tokens(GPT_IMAGE_1_5, size="auto", quality="low") == 272  # auto size bills as 1024x1024
+
+
+# ---- FLUX and retired models -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("rules", "size"),
+    [
+        (FLUX_1_1_PRO, "1440x1152"),  # 1,658,880 pixels: under 1.6 MP
+        (FLUX_1_1_PRO, "1440x256"),  # no aspect-ratio limit on FLUX1.1 [pro]
+        (FLUX_1_1_PRO, "256x256"),
+        (FLUX_1_KONTEXT_PRO, "1024x1024"),  # exactly 1 MP
+        (FLUX_1_KONTEXT_PRO, "1344x576"),  # exactly 21:9
+        (FLUX_1_KONTEXT_PRO, "576x1344"),
+    ],
+)
+def test_flux_accepts_sizes_within_its_rule(rules: ModelRules, size: str) -> None:
+    request = validate({"prompt": "p", "size": size}, rules, "m")
+    assert f"{request.width}x{request.height}" == request.size == size
+
+
+@pytest.mark.parametrize(
+    ("rules", "size", "message"),
+    [
+        (FLUX_1_1_PRO, "1000x1024", "Both edges must be multiples of 32 pixels."),
+        (FLUX_1_1_PRO, "224x1024", "Each edge must be between 256 and 1440 pixels."),
+        (FLUX_1_1_PRO, "1472x1024", "Each edge must be between 256 and 1440 pixels."),
+        (FLUX_1_1_PRO, "1440x1440", "The total pixel count must be at most 1,677,721 (1.6 MP)."),
+        (FLUX_1_KONTEXT_PRO, "1440x1152", "The total pixel count must be at most 1,048,576 (1 MP)."),
+        (FLUX_1_KONTEXT_PRO, "1440x544", "The aspect ratio must not exceed 21:9."),
+        (FLUX_1_KONTEXT_PRO, "544x1440", "The aspect ratio must not exceed 21:9."),
+        (FLUX_1_KONTEXT_PRO, "0x0", "Each edge must be between 256 and 1440 pixels."),
+        (GPT_IMAGE_2, "1000x1000", "Both edges must be multiples of 16 pixels."),
+        (GPT_IMAGE_2, "4096x2048", "The long edge must be at most 3840 pixels."),
+        (GPT_IMAGE_2, "3840x1120", "The aspect ratio must not exceed 3:1."),
+        (GPT_IMAGE_2, "1024x512", "The total pixel count must be between 655,360 and 8,294,400."),
+    ],
+)
+def test_size_rules_name_the_rule_broken(rules: ModelRules, size: str, message: str) -> None:
+    with pytest.raises(ApiError) as caught:
+        validate({"prompt": "p", "size": size}, rules, "m")
+    assert (caught.value.code, caught.value.param) == ("invalid_value", "size")
+    assert caught.value.message == f"Invalid size '{size}'. {message}"
+
+
+def test_flux_defaults_and_accepted_parameters() -> None:
+    request = validate(
+        {"prompt": "x" * 20_000, "n": 1, "model": "whatever", "user": "u", "output_format": "jpeg"},
+        FLUX_1_1_PRO,
+        "FLUX-1.1-pro",
+    )
+    assert (request.size, request.n, request.response_format) == ("1024x1024", 1, "url")
+    assert (request.output_format, request.quality, request.background) == ("jpeg", None, None)
+    assert validate({"prompt": "p"}, FLUX_1_KONTEXT_PRO, "m").output_format == "png"
+    with pytest.raises(ApiError) as caught:
+        validate({"prompt": "x" * 20_001}, FLUX_1_1_PRO, "m")
+    assert "at most 5000 tokens" in caught.value.message
+
+
+def test_rules_and_retirements_by_model_name() -> None:
+    assert rules_for_model("FLUX-1.1-pro") is FLUX_1_1_PRO
+    assert rules_for_model("flux.1-kontext-pro") is FLUX_1_KONTEXT_PRO
+    assert rules_for_model("gpt-image-1.5") is GPT_IMAGE_1_5
+    assert rules_for_model("FLUX.2-pro") is None  # only the two FLUX models of the Image API
+    for model, retired in (
+        ("gpt-image-1", "2026-10-23"),
+        ("DALL-E-3", "2026-03-04"),
+        ("dall-e-2", "2025-01-27"),
+    ):
+        retirement = retirement_of(model)
+        assert retirement is not None
+        assert (retirement.retired, retirement.replacement) == (retired, "gpt-image-2")
+    for live in ("gpt-image-2", "gpt-image-1.5", "gpt-image-1-mini", "FLUX-1.1-pro", "FLUX.1-Kontext-pro"):
+        assert retirement_of(live) is None
+        assert DEFAULT_DEPLOYMENTS[live] == live
+    assert {"gpt-image-1", "dall-e-3", "dall-e-2"} <= set(DEFAULT_DEPLOYMENTS)  # kept, to answer 410
 
 
 # ---- auth --------------------------------------------------------------------------------------
@@ -297,9 +445,9 @@ def test_quota_window_counts_images_per_minute() -> None:
 def test_config_update_is_checked_and_all_or_nothing() -> None:
     config = Config()
     assert config.image_detail == "smooth"
-    config.update({"latency_seconds": 0, "deployments": {"img": "gpt-image-1"}, "image_detail": "noise"})
-    assert config.deployments == {"img": "gpt-image-1"}
-    assert config.image_detail == "noise"
+    config.update({"latency_seconds": 0, "deployments": {"img": "FLUX-1.1-pro"}, "image_detail": "noise"})
+    assert config.deployments == {"img": "FLUX-1.1-pro"}
+    assert config.to_json()["image_detail"] == "noise"
     with pytest.raises(ConfigError):
         config.update({"latency_seconds": 1, "deployments": {"chat": "gpt-4o"}})
     assert config.latency_seconds == 0.0

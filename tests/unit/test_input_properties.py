@@ -12,7 +12,15 @@ from hypothesis import strategies as st
 
 from imagegen.errors import InvalidRequest
 from imagegen.intake import build_submission, check_idempotency_key
-from imagegen.models import GPT_IMAGE_2, parse_json_object
+from imagegen.models import (
+    FLUX_1_1_PRO,
+    FLUX_1_KONTEXT_PRO,
+    GPT_IMAGE_2,
+    ImageRequest,
+    ModelRules,
+    parse_json_object,
+    validate_image_request,
+)
 from imagegen.settings import Settings
 from imagegen.webhooks import check_callback_url
 
@@ -33,7 +41,7 @@ ANY_TEXT = st.text(
 )
 FIELD_NAMES = st.sampled_from(
     (
-        *("prompt", "n", "size", "quality", "style", "background", "output_format"),
+        *("prompt", "n", "size", "quality", "style", "background", "output_format", "user"),
         *("output_compression", "metadata", "callback_url", "idempotency_key", "colour"),
     )
 )
@@ -128,3 +136,69 @@ async def test_any_callback_url_is_accepted_or_a_400(url: str) -> None:
         assert refused_field == "callback_url"
     else:
         assert accepted == url
+
+
+# --- the size grammar of models with a size rule ---------------------------------------------
+
+SIZE_RULED = [GPT_IMAGE_2, FLUX_1_1_PRO, FLUX_1_KONTEXT_PRO]
+EDGES = st.integers(min_value=1, max_value=5000)
+
+
+def _within(rules: ModelRules, width: int, height: int) -> bool:
+    """The rule, written out again from the docs' words (not by calling CustomSize)."""
+    rule = rules.custom_size
+    assert rule is not None
+    long, short = max(width, height), min(width, height)
+    return (
+        width % rule.multiple_of == 0
+        and height % rule.multiple_of == 0
+        and short >= rule.min_edge
+        and long <= rule.max_edge
+        and long <= rule.max_ratio * short
+        and rule.min_pixels <= width * height <= rule.max_pixels
+    )
+
+
+def _validated(size: str, rules: ModelRules) -> ImageRequest | InvalidRequest:
+    try:
+        return validate_image_request({"prompt": "a fox", "size": size}, rules)
+    except InvalidRequest as error:
+        return error
+
+
+@settings(max_examples=400, deadline=None)
+@given(rules=st.sampled_from(SIZE_RULED), width=EDGES, height=EDGES)
+def test_a_size_is_accepted_exactly_when_it_is_within_the_models_rule(
+    rules: ModelRules, width: int, height: int
+) -> None:
+    size = f"{width}x{height}"
+    outcome = _validated(size, rules)
+    if isinstance(outcome, InvalidRequest):
+        assert size not in rules.sizes and not _within(rules, width, height), size
+        assert outcome.field == "size"
+        assert f"size {size}: " in outcome.message and rules.name in outcome.message
+    else:
+        assert outcome.size == size
+        assert size in rules.sizes or _within(rules, width, height)
+
+
+@settings(max_examples=200, deadline=None)
+@given(rules=st.sampled_from(SIZE_RULED), text=ANY_TEXT | st.from_regex(r"\A[0-9]{1,6}[xX*][0-9]{1,6}\Z"))
+def test_any_size_text_is_accepted_or_refused_naming_the_size(rules: ModelRules, text: str) -> None:
+    outcome = _validated(text, rules)
+    if isinstance(outcome, InvalidRequest):
+        assert outcome.field == "size"
+    else:
+        width, _, height = outcome.size.partition("x")
+        assert outcome.size in rules.sizes or _within(rules, int(width), int(height))
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    multiple=st.integers(min_value=1, max_value=240),
+    ratio=st.sampled_from([(1, 1), (16, 9), (9, 16), (3, 1), (1, 3), (4, 3)]),
+)
+def test_gpt_image_2_takes_every_multiple_of_16_in_its_bounds(multiple: int, ratio: tuple[int, int]) -> None:
+    width, height = 16 * multiple * ratio[0], 16 * multiple * ratio[1]
+    accepted = not isinstance(_validated(f"{width}x{height}", GPT_IMAGE_2), InvalidRequest)
+    assert accepted == _within(GPT_IMAGE_2, width, height)

@@ -82,3 +82,17 @@ async def test_an_id_that_is_not_a_uuid_is_not_found_without_a_storage_call(job_
     with pytest.raises(JobNotFound):
         await jobs.update(job_id, lambda current: current)
     assert store.names_read == []
+
+
+def test_a_succeeded_job_keeps_its_model_usage_and_cost_through_storage() -> None:
+    from decimal import Decimal
+
+    from imagegen.pricing import Cost, Usage
+
+    now = datetime.now(UTC)
+    job = Job.new(ImageRequest(prompt="a"), now=now, model="gpt-image-2")
+    usage = Usage(text_tokens=3, image_tokens=0, output_tokens=4160)
+    done = job.succeeded((), now, usage=usage, cost=Cost(Decimal("0.124815"), "USD", "2026-04-29"))
+    again = Job.from_record(done.to_record())
+    assert (again.model, again.usage, again.cost) == ("gpt-image-2", usage, done.cost)
+    assert done.to_record()["cost"] == {"amount": 0.124815, "currency": "USD", "prices_as_of": "2026-04-29"}

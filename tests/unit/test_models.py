@@ -170,3 +170,13 @@ def test_escaped_surrogate_pairs_are_characters() -> None:
     request = parse_image_request(body, "application/json", GPT_IMAGE_2)
     assert request.prompt == "a \U0001f600 b"
     assert request.metadata == {"k": "\u00e9"}
+
+
+@pytest.mark.parametrize("rules", [GPT_IMAGE_2, FLUX_1_1_PRO, FLUX_1_KONTEXT_PRO], ids=lambda r: r.name)
+def test_every_preset_of_a_size_rule_is_within_the_rule(rules: ModelRules) -> None:
+    assert rules.custom_size is not None
+    for size in rules.sizes:
+        if size != "auto":
+            width, height = map(int, size.split("x"))
+            assert rules.custom_size.problem(width, height) is None, size
+    assert rules.default_size in rules.sizes

@@ -13,11 +13,21 @@ param modelVersion string
 param deploymentSkuName string
 param deploymentCapacity int
 
+@description('OpenAI for Azure OpenAI models; Black Forest Labs for FLUX.')
+param modelFormat string = 'OpenAI'
+
+@description('OpenAI, or AIServices (a Foundry resource) for models not sold as Azure OpenAI, such as FLUX.')
+@allowed([
+  'OpenAI'
+  'AIServices'
+])
+param kind string = 'OpenAI'
+
 resource account 'Microsoft.CognitiveServices/accounts@2024-10-01' = {
   name: name
   location: location
   tags: tags
-  kind: 'OpenAI'
+  kind: kind
   sku: {
     name: 'S0'
   }
@@ -42,7 +52,7 @@ resource deployment 'Microsoft.CognitiveServices/accounts/deployments@2024-10-01
   }
   properties: {
     model: {
-      format: 'OpenAI'
+      format: modelFormat
       name: modelName
       version: modelVersion
     }
