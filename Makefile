@@ -51,6 +51,7 @@ $(CHROMIUM):
 lint: $(VENV_STAMP)
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
+	$(VENV)/bin/lint-imports
 
 typecheck: $(VENV_STAMP)
 	$(PY) -m mypy
@@ -64,6 +65,7 @@ integration: setup $(CHROMIUM)
 test: setup $(CHROMIUM)
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
+	$(VENV)/bin/lint-imports
 	$(PY) -m mypy
 	$(PY) -m pytest
 

@@ -1,4 +1,4 @@
-"""Issue 5: 64 concurrent respond-async jobs, 3 s emulated latency, one dev host process.
+"""64 concurrent respond-async jobs, 3 s emulated latency, one dev host process.
 
 All 64 POSTs answer 202 at once; queue workers on the one dev host run them. The figure is the wall
 time from the first POST until `image-results` has published all 64 terminal jobs, as a ratio to

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from typing import Any
 
 from devtools.aoai_emulator.images import render_image
-from imagegen.jsontext import parse_json
+from imagegen.domain.jsontext import parse_json
 
 
 def _peak_ratio(step: Callable[[], object], image_bytes: int) -> tuple[float, object]:

@@ -22,8 +22,8 @@ from bench.common import (
     summary_ms,
 )
 from devtools.stack import LocalStack
-from imagegen.blob_store import BlobStore
-from imagegen.settings import Settings
+from imagegen.adapters.blob_store import BlobStore
+from imagegen.domain.settings import Settings
 
 LATENCY_SECONDS = 1.0
 WARM_UP = 3

@@ -1,7 +1,7 @@
-"""Issue 5: storage operations per image, on the inline path and on the queued path.
+"""Storage operations per image, on the inline path and on the queued path.
 
 ImageService runs in this process against the stack's real Azurite (identity mode) and emulator, so
-every Blob and Queue call it makes is counted (BlobStore.operations + QueueStore.operations). A
+every Blob and Queue call it makes is counted (an azure-core per-call policy, CallCounter). A
 warm-up job first creates the containers and queues and fetches the user-delegation key, which is
 then amortised. The queued path adds the two calls the Functions host makes for the message
 (receive, delete), reported separately. Target ≤ 5 per image on the inline path.
@@ -10,7 +10,6 @@ then amortised. The queued path adds the two calls the Functions host makes for 
 from __future__ import annotations
 
 import asyncio
-import json
 import ssl
 from typing import Any
 
@@ -20,17 +19,19 @@ from azure.storage.queue.aio import QueueClient
 
 from bench.common import progress, running_stack, stack_identity
 from devtools.stack import LocalStack
-from imagegen.blob_store import BlobStore
-from imagegen.catalog import rules_for_model
-from imagegen.jobs import Job, VersionedJob
-from imagegen.models import ImageRequest
-from imagegen.openai_images import AzureOpenAIImages
-from imagegen.queues import QueueStore
-from imagegen.service import ImageService, Submission
-from imagegen.settings import Settings
-from imagegen.transport import aiohttp_transport
+from imagegen.adapters.azure_openai import AzureOpenAIImages
+from imagegen.adapters.blob_store import BlobStore
+from imagegen.adapters.queue_store import QueueStore
+from imagegen.adapters.transport import CallCounter, aiohttp_transport
+from imagegen.core.service import ImageService, Submission
+from imagegen.domain.catalog import rules_for_model
+from imagegen.domain.messages import JobMessage
+from imagegen.domain.requests import ImageRequest
+from imagegen.domain.settings import Settings
 
 TARGET_PER_IMAGE = 5.0
+# Every Blob and Queue call the service makes, counted by an azure-core per-call policy.
+COUNTER = CallCounter()
 HOST_CALLS_PER_MESSAGE = 2  # the Functions host receives, then deletes, the job's message
 IMAGES_PER_JOB = (1, 4)
 
@@ -51,8 +52,8 @@ def _service(stack: LocalStack) -> ImageService:
         token_provider=token,
         session_factory=lambda: aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=context)),
     )
-    store = BlobStore(settings.storage, credential=credential, connection_verify=ca)
-    queues = QueueStore(settings.storage, credential=credential, connection_verify=ca)
+    store = BlobStore(settings.storage, credential=credential, connection_verify=ca, call_counter=COUNTER)
+    queues = QueueStore(settings.storage, credential=credential, connection_verify=ca, call_counter=COUNTER)
     return ImageService(settings, generator, store, queues, credential=credential)
 
 
@@ -62,29 +63,27 @@ def _submission(prompt: str, n: int) -> Submission:
 
 
 async def _inline(service: ImageService, n: int) -> int:
-    before = service.storage_operations
+    before = COUNTER.calls
     job = await service.submit_and_wait(_submission(f"inline {n}", n), wait_seconds=30)
     await service.drain()
     if job.status.value != "succeeded":
         raise RuntimeError(f"the inline job did not succeed: {job.error}")
-    return service.storage_operations - before
+    return COUNTER.calls - before
 
 
 async def _queued(service: ImageService, jobs_queue: QueueClient, n: int) -> int:
     """submit_async, then what the host does: receive the message (not counted: the host's), run
     the trigger with it, delete it (the host's)."""
-    before = service.storage_operations
+    before = COUNTER.calls
     job = await service.submit_async(_submission(f"queued {n}", n))
     [message] = [m async for m in jobs_queue.receive_messages(max_messages=1, visibility_timeout=60)]
-    document = json.loads(message.content)
-    carried = (
-        VersionedJob(Job.from_record(document["record"]), document["etag"]) if "record" in document else None
-    )
-    done = await service.handle_job_message(document["job_id"], carried)
+    parsed = JobMessage.parse(message.content)
+    assert parsed is not None
+    done = await service.handle_job_message(parsed.job_id, parsed.carried)
     await jobs_queue.delete_message(message)
     if done is None or done.status.value != "succeeded" or done.id != job.id:
         raise RuntimeError("the queued job did not succeed")
-    return service.storage_operations - before
+    return COUNTER.calls - before
 
 
 async def _drain(jobs_queue: QueueClient) -> None:
@@ -123,7 +122,8 @@ async def _measure(stack: LocalStack) -> dict[str, Any]:
         return {
             "setup": {"storage_mode": "identity", "counted": "every Blob and Queue call the app makes"},
             "paths": paths,
-            "delegation_key_fetches": service.delegation_key_fetches,
+            "delegation_key_fetches": COUNTER.by_kind["userdelegationkey"],
+            "calls_by_kind": dict(COUNTER.by_kind),
             "target": {
                 "inline_per_image_at_most": TARGET_PER_IMAGE,
                 "worst": worst,

@@ -10,7 +10,7 @@ from azure.core.credentials_async import AsyncTokenCredential
 from azure.identity.aio import DefaultAzureCredential, ManagedIdentityCredential
 from azure.storage.queue.aio import QueueServiceClient
 
-from imagegen.transport import aiohttp_transport
+from imagegen.adapters.transport import aiohttp_transport
 
 CA_BUNDLE_VARIABLES = ("SSL_CERT_FILE", "REQUESTS_CA_BUNDLE")
 DEVELOPMENT_STORAGE = "UseDevelopmentStorage=true"

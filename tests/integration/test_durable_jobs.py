@@ -434,8 +434,8 @@ def test_a_resumed_job_does_not_upload_a_stored_image_again(crash_stack: LocalSt
     from azure.storage.blob import BlobServiceClient, ContentSettings
     from PIL import Image
 
-    from imagegen.jobs import Job, JobStatus
-    from imagegen.models import ImageRequest
+    from imagegen.domain.jobs import Job, JobStatus
+    from imagegen.domain.requests import ImageRequest
 
     stack = crash_stack
     api = _api(stack, {"latency_seconds": 0.1})

@@ -1,4 +1,4 @@
-"""imagegen.blob_store against a real Azurite: links expire, the delegation key is cached."""
+"""imagegen.adapters.blob_store against a real Azurite: links expire, the delegation key is cached."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import requests
 from azure.identity.aio import ManagedIdentityCredential
 
 from devtools.services import AzuriteEndpoints, MsiEndpoint
-from imagegen.blob_store import BlobStore
-from imagegen.settings import StorageSettings
+from imagegen.adapters.blob_store import BlobStore
+from imagegen.domain.settings import StorageSettings
 
 
 def _store(azurite: AzuriteEndpoints, clock_offset: timedelta = timedelta()) -> BlobStore:
@@ -55,7 +55,7 @@ async def test_the_delegation_key_is_fetched_once_for_many_links(
 async def test_conditional_writes_refuse_a_stale_etag(
     azurite_oauth: AzuriteEndpoints, msi_env: MsiEndpoint
 ) -> None:
-    from imagegen.blob_store import BlobAlreadyExists, BlobChanged
+    from imagegen.domain.ports import BlobAlreadyExists, BlobChanged
 
     container = f"t{uuid.uuid4().hex[:10]}"
     store = _store(azurite_oauth)

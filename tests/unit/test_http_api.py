@@ -7,7 +7,8 @@ import json
 import azure.functions as func
 import pytest
 
-from imagegen.http_api import Preference, create_image, parse_prefer
+from imagegen.edges.context import HandlerContext
+from imagegen.edges.http_api import Preference, create_image, parse_prefer
 
 
 @pytest.mark.parametrize(
@@ -42,7 +43,8 @@ async def test_bad_requests_answer_400_with_the_field(body: bytes, content_type:
         rules = None
         settings = None
 
-    response = await create_image(request, lambda: Service())  # type: ignore[arg-type,return-value]
+    context = HandlerContext(settings=lambda: Service.settings, service=lambda: Service())  # type: ignore[arg-type,return-value]
+    response = await create_image(request, context)
     assert response.status_code == 400
     document = json.loads(response.get_body())
     assert document["error"]["code"] == "invalid_request"

@@ -5,7 +5,7 @@ import io
 import pytest
 from PIL import Image
 
-from imagegen.images import BrokenImage, inspect_image
+from imagegen.domain.images import BrokenImage, inspect_image
 
 
 def _encode(fmt: str, size: tuple[int, int], mode: str = "RGB") -> bytes:

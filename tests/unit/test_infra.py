@@ -1,7 +1,7 @@
 """infra/ and azure.yaml: they parse, pass checkov, and agree with the code.
 
 There is no bicep binary and no Azure here, so the templates are proven by parsing (pycep-parser),
-policy checks (checkov) and consistency with imagegen.settings. Both tools live in .venv-iac
+policy checks (checkov) and consistency with imagegen.domain.settings. Both tools live in .venv-iac
 (requirements-iac.txt) and run as subprocesses; this file runs in the app's .venv.
 """
 
@@ -20,8 +20,8 @@ from typing import Any
 
 import pytest
 
-from imagegen.catalog import CATALOG, ApiStyle, model_entry
-from imagegen.settings import (
+from imagegen.domain.catalog import CATALOG, ApiStyle, model_entry
+from imagegen.domain.settings import (
     DEFAULT_IMAGES_CONTAINER,
     DEFAULT_JOBS_CONTAINER,
     DEFAULT_MODEL,

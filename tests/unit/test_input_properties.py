@@ -10,19 +10,19 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from imagegen.errors import InvalidRequest
-from imagegen.intake import build_submission, check_idempotency_key
-from imagegen.models import (
+from imagegen.core.intake import build_submission, check_idempotency_key
+from imagegen.domain.callbacks import check_callback_url
+from imagegen.domain.errors import InvalidRequest
+from imagegen.domain.requests import (
     FLUX_1_1_PRO,
     FLUX_1_KONTEXT_PRO,
     GPT_IMAGE_2,
     ImageRequest,
     ModelRules,
-    parse_json_object,
     validate_image_request,
 )
-from imagegen.settings import Settings
-from imagegen.webhooks import check_callback_url
+from imagegen.domain.settings import Settings
+from imagegen.edges.http_body import parse_json_object
 
 SETTINGS = Settings.from_env(
     {

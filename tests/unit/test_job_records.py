@@ -9,10 +9,11 @@ from typing import Any, cast
 
 import pytest
 
-from imagegen.blob_store import BlobStore, JsonBlob
-from imagegen.errors import JobNotFound, StorageError
-from imagegen.jobs import Job, JobRepository, JobStatus
-from imagegen.models import ImageRequest
+from imagegen.core.repository import JobRepository
+from imagegen.domain.errors import JobNotFound, StorageError
+from imagegen.domain.jobs import Job, JobStatus
+from imagegen.domain.ports import JobRecordStore, JsonBlob
+from imagegen.domain.requests import ImageRequest
 
 GOOD = Job.new(ImageRequest(prompt="a"), now=datetime.now(UTC), status=JobStatus.QUEUED).to_record()
 
@@ -50,7 +51,7 @@ BROKEN_RECORDS = [
 @pytest.mark.parametrize("record", BROKEN_RECORDS)
 async def test_a_record_that_does_not_read_is_a_storage_error(record: dict[str, Any]) -> None:
     store = OneRecordStore(record)
-    jobs = JobRepository(cast(BlobStore, store), "jobs", clock=lambda: datetime.now(UTC))
+    jobs = JobRepository(cast(JobRecordStore, store), "jobs", clock=lambda: datetime.now(UTC))
     job_id = str(uuid.uuid4())
     with pytest.raises(StorageError) as caught:
         await jobs.get(job_id)
@@ -61,13 +62,13 @@ async def test_a_record_that_does_not_read_is_a_storage_error(record: dict[str, 
 
 
 async def test_a_good_record_reads() -> None:
-    jobs = JobRepository(cast(BlobStore, OneRecordStore(GOOD)), "jobs", clock=lambda: datetime.now(UTC))
+    jobs = JobRepository(cast(JobRecordStore, OneRecordStore(GOOD)), "jobs", clock=lambda: datetime.now(UTC))
     assert (await jobs.get(GOOD["id"])).to_record() == GOOD
 
 
 async def test_an_id_in_another_uuid_form_reads_the_same_record() -> None:
     store = OneRecordStore(GOOD)
-    jobs = JobRepository(cast(BlobStore, store), "jobs", clock=lambda: datetime.now(UTC))
+    jobs = JobRepository(cast(JobRecordStore, store), "jobs", clock=lambda: datetime.now(UTC))
     for form in (GOOD["id"].upper(), "{" + GOOD["id"] + "}", GOOD["id"].replace("-", "")):
         assert (await jobs.get(form)).id == GOOD["id"]
     assert store.names_read == [f"{GOOD['id']}.json"] * 3
@@ -76,7 +77,7 @@ async def test_an_id_in_another_uuid_form_reads_the_same_record() -> None:
 @pytest.mark.parametrize("job_id", ["not-a-job", "", "../x", GOOD["id"] + "0"])
 async def test_an_id_that_is_not_a_uuid_is_not_found_without_a_storage_call(job_id: str) -> None:
     store = OneRecordStore(GOOD)
-    jobs = JobRepository(cast(BlobStore, store), "jobs", clock=lambda: datetime.now(UTC))
+    jobs = JobRepository(cast(JobRecordStore, store), "jobs", clock=lambda: datetime.now(UTC))
     with pytest.raises(JobNotFound):
         await jobs.get(job_id)
     with pytest.raises(JobNotFound):
@@ -87,7 +88,7 @@ async def test_an_id_that_is_not_a_uuid_is_not_found_without_a_storage_call(job_
 def test_a_succeeded_job_keeps_its_model_usage_and_cost_through_storage() -> None:
     from decimal import Decimal
 
-    from imagegen.pricing import Cost, Usage
+    from imagegen.domain.pricing import Cost, Usage
 
     now = datetime.now(UTC)
     job = Job.new(ImageRequest(prompt="a"), now=now, model="gpt-image-2")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from imagegen.jsontext import NotJson, parse_json
+from imagegen.domain.jsontext import NotJson, parse_json
 
 
 @pytest.mark.parametrize(

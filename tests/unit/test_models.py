@@ -5,15 +5,15 @@ from typing import Any
 
 import pytest
 
-from imagegen.errors import InvalidRequest
-from imagegen.models import (
+from imagegen.domain.errors import InvalidRequest
+from imagegen.domain.requests import (
     FLUX_1_1_PRO,
     FLUX_1_KONTEXT_PRO,
     GPT_IMAGE_1_MINI,
     GPT_IMAGE_2,
     ModelRules,
-    parse_image_request,
 )
+from imagegen.edges.http_body import parse_image_request
 
 
 def _parse(document: Any, rules: ModelRules = GPT_IMAGE_2, content_type: str = "application/json") -> Any:

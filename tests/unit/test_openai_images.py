@@ -19,13 +19,19 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 from PIL import Image
 
-from imagegen.catalog import ApiStyle, model_entry
-from imagegen.errors import ContentFiltered, InvalidRequest, UpstreamError, UpstreamThrottled, UpstreamTimeout
-from imagegen.http_api import error_response
-from imagegen.models import FLUX_1_1_PRO, GPT_IMAGE_2, ImageRequest
-from imagegen.openai_images import AzureOpenAIImages
-from imagegen.pricing import Usage
-from imagegen.settings import Settings, StorageSettings
+from imagegen.adapters.azure_openai import AzureOpenAIImages
+from imagegen.domain.catalog import ApiStyle, model_entry
+from imagegen.domain.errors import (
+    ContentFiltered,
+    InvalidRequest,
+    UpstreamError,
+    UpstreamThrottled,
+    UpstreamTimeout,
+)
+from imagegen.domain.pricing import Usage
+from imagegen.domain.requests import FLUX_1_1_PRO, GPT_IMAGE_2, ImageRequest
+from imagegen.domain.settings import Settings, StorageSettings
+from imagegen.edges.http_api import error_response
 
 
 def _png(width: int = 32, height: int = 16) -> bytes:

@@ -1,4 +1,4 @@
-"""imagegen.openapi: a valid Swagger 2.0 document built from the rules the handlers validate with."""
+"""imagegen.edges.openapi: a valid Swagger 2.0 document built from the rules the handlers validate with."""
 
 from __future__ import annotations
 
@@ -12,10 +12,10 @@ import jsonschema
 import pytest
 from openapi_spec_validator import OpenAPIV2SpecValidator, validate
 
-from imagegen import openapi
-from imagegen.errors import ERROR_TYPES_BY_CODE, InvalidRequest
-from imagegen.jobs import JobStatus
-from imagegen.models import (
+from imagegen.core.service import ImageService
+from imagegen.domain.errors import ERROR_TYPES_BY_CODE, InvalidRequest
+from imagegen.domain.jobs import JobStatus
+from imagegen.domain.requests import (
     FLUX_1_KONTEXT_PRO,
     GPT_IMAGE_1_MINI,
     GPT_IMAGE_2,
@@ -25,6 +25,8 @@ from imagegen.models import (
     ModelRules,
     validate_image_request,
 )
+from imagegen.edges import openapi
+from imagegen.edges.context import HandlerContext
 
 CONNECTOR = Path(__file__).resolve().parents[2] / "connector"
 MODELS = [GPT_IMAGE_2, GPT_IMAGE_1_MINI, FLUX_1_KONTEXT_PRO]
@@ -205,15 +207,17 @@ def test_the_script() -> None:
     assert json.loads(out.getvalue()) == openapi.api_properties()
 
 
-async def test_serve_takes_host_and_scheme_from_the_request(monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_serve_takes_host_and_scheme_from_the_request() -> None:
     class FakeSettings:
         model = "flux.1-kontext-pro"
         webhook_secret = None
 
-    monkeypatch.setattr(openapi, "get_settings", lambda: FakeSettings())
-    openapi._served_text.cache_clear()  # built once per host and scheme: drop what other settings built
+    def no_service() -> ImageService:
+        raise AssertionError("the document needs no service")
+
+    context = HandlerContext(settings=lambda: FakeSettings(), service=no_service)  # type: ignore[arg-type,return-value]
     request = func.HttpRequest("GET", "http://127.0.0.1:7071/api/openapi.json", body=b"")
-    response = await openapi.serve(request)
+    response = await openapi.serve(request, context)
     assert response.status_code == 200
     assert response.mimetype == "application/json"
     served = json.loads(response.get_body())

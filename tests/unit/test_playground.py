@@ -10,9 +10,16 @@ import re
 import azure.functions as func
 import pytest
 
-from imagegen import playground
-from imagegen.models import GPT_IMAGE_1_MINI
-from imagegen.settings import Settings
+from imagegen.core.service import ImageService
+from imagegen.domain.requests import GPT_IMAGE_1_MINI
+from imagegen.domain.settings import Settings
+from imagegen.edges import playground
+from imagegen.edges.context import HandlerContext
+
+
+def _unused_service() -> ImageService:
+    raise AssertionError("the page needs no service")
+
 
 STACK_ENV = {
     "AZURE_OPENAI_ENDPOINT": "https://aoai.example.openai.azure.com",
@@ -78,9 +85,11 @@ def test_the_api_base_follows_the_pages_own_path(url: str, base: str) -> None:
     assert playground.api_base_for(url) == base
 
 
-def test_the_page_loads_without_settings(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(playground, "get_settings", lambda: Settings.from_env({}))
-    response = playground.playground(func.HttpRequest("GET", "https://app.example/api/playground", body=b""))
+def test_the_page_loads_without_settings() -> None:
+    context = HandlerContext(settings=lambda: Settings.from_env({}), service=_unused_service)
+    response = playground.playground(
+        func.HttpRequest("GET", "https://app.example/api/playground", body=b""), context
+    )
     assert response.status_code == 200
     assert response.mimetype == "text/html"
     assert '{"api_base":"/api","model":null}' in response.get_body().decode()

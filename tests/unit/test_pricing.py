@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
-from imagegen.catalog import CATALOG
-from imagegen.pricing import Cost, PriceTableError, Usage, shipped_prices
+from imagegen.domain.catalog import CATALOG
+from imagegen.domain.pricing import Cost, PriceTableError, Usage, shipped_prices
 
 PRICES_FILE = Path(__file__).resolve().parents[2] / "imagegen" / "data" / "prices.json"
 

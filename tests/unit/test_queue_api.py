@@ -8,8 +8,10 @@ import logging
 import azure.functions as func
 import pytest
 
-from imagegen.queue_api import fail_poisoned_image_job, run_image_job
-from imagegen.service import ImageService
+from imagegen.core.service import ImageService
+from imagegen.domain.settings import Settings
+from imagegen.edges.context import HandlerContext
+from imagegen.edges.queue_triggers import fail_poisoned_image_job, run_image_job
 
 NOT_JOB_MESSAGES = [
     b"{not json",
@@ -25,14 +27,21 @@ def _no_service() -> ImageService:
     raise AssertionError("a message that is not a job message must not reach the service")
 
 
+def _no_settings() -> Settings:
+    raise AssertionError("not needed")
+
+
+NO_SERVICE = HandlerContext(settings=_no_settings, service=_no_service)
+
+
 @pytest.mark.parametrize("body", NOT_JOB_MESSAGES)
 async def test_a_message_that_is_not_a_job_message_is_dropped(
     body: bytes, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.WARNING, logger="imagegen.queue_api")
+    caplog.set_level(logging.WARNING, logger="imagegen.edges.queue_triggers")
     message = func.QueueMessage(id="m-1", body=body)
-    await run_image_job(message, _no_service)
-    await fail_poisoned_image_job(message, _no_service)
+    await run_image_job(message, NO_SERVICE)
+    await fail_poisoned_image_job(message, NO_SERVICE)
     assert [record.getMessage() for record in caplog.records] == [
         "image-jobs message m-1 is not a job message; dropped",
         "image-jobs-poison message m-1 is not a job message; dropped",

@@ -9,11 +9,11 @@ from typing import Any
 
 from azure.storage.queue import TextBase64EncodePolicy
 
-from imagegen.blob_store import SignedLink
-from imagegen.jobs import Job, JobStatus, JobView, StoredImage
-from imagegen.models import ImageRequest
-from imagegen.queues import MAX_MESSAGE_BYTES, fitting_message, message_size, message_text
-from imagegen.views import poison_note, render_job, result_message
+from imagegen.core.views import poison_note, render_job, result_message
+from imagegen.domain.jobs import Job, JobStatus, JobView, StoredImage
+from imagegen.domain.messages import MAX_MESSAGE_BYTES, fitting_message, message_size, message_text
+from imagegen.domain.ports import SignedLink
+from imagegen.domain.requests import ImageRequest
 
 NOW = datetime(2026, 11, 28, tzinfo=UTC)
 

@@ -2,9 +2,9 @@ from __future__ import annotations
 
 import pytest
 
-from imagegen.catalog import ApiStyle
-from imagegen.errors import SettingsError
-from imagegen.settings import Settings
+from imagegen.domain.catalog import ApiStyle
+from imagegen.domain.errors import SettingsError
+from imagegen.domain.settings import Settings
 
 IDENTITY = {
     "AZURE_OPENAI_ENDPOINT": "https://my-aoai.openai.azure.com/",
@@ -187,7 +187,7 @@ def test_a_model_within_60_days_of_retirement_starts_and_warns_once(
 ) -> None:
     from datetime import date
 
-    import imagegen.settings as settings_module
+    import imagegen.domain.settings as settings_module
 
     monkeypatch.setattr(settings_module, "_today", lambda: date(2027, 5, 1))  # 46 days before 2027-06-16
     monkeypatch.setattr(settings_module, "_warned", set())

@@ -8,8 +8,9 @@ import time
 import pytest
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
-from imagegen.errors import InvalidRequest
-from imagegen.webhooks import WebhookSender, check_callback_url, sign
+from imagegen.adapters.webhooks import WebhookSender, sign
+from imagegen.domain.callbacks import check_callback_url
+from imagegen.domain.errors import InvalidRequest
 
 SECRET = "whsec_" + base64.b64encode(b"0123456789abcdef0123456789abcdef").decode()
 

@@ -1,13 +1,13 @@
 """The API described as Swagger 2.0 (OpenAPI 2.0), importable as a Power Automate custom connector.
 
 One source of truth: the request schema is built from the same rules the handlers validate with
-(imagegen.models: REQUEST_FIELDS and the configured model's ModelRules; callback_url from
-imagegen.intake), the error codes from imagegen.errors, the job states from imagegen.jobs, the
-headers from imagegen.http_api. `GET /api/openapi.json` serves it for the configured model, with
+(imagegen.domain.requests: REQUEST_FIELDS and the configured model's ModelRules; callback_url from
+imagegen.core.intake), the error codes from imagegen.domain.errors, the job states from imagegen.domain.jobs, the
+headers from imagegen.edges.http_api. `GET /api/openapi.json` serves it for the configured model, with
 `host` and `schemes` taken from the request.
 
-    python -m imagegen.openapi --host <app>.azurewebsites.net > connector/apiDefinition.swagger.json
-    python -m imagegen.openapi --properties > connector/apiProperties.json
+    python -m imagegen.edges.openapi --host <app>.azurewebsites.net > connector/apiDefinition.swagger.json
+    python -m imagegen.edges.openapi --properties > connector/apiProperties.json
 """
 
 from __future__ import annotations
@@ -22,8 +22,9 @@ from urllib.parse import urlsplit
 
 import azure.functions as func
 
-from imagegen.catalog import rules_for_model
-from imagegen.errors import (
+from imagegen.core.intake import MAX_IDEMPOTENCY_KEY_CHARS
+from imagegen.domain.catalog import rules_for_model
+from imagegen.domain.errors import (
     ERROR_TYPES_BY_CODE,
     ContentFiltered,
     IdempotencyKeyReused,
@@ -37,10 +38,8 @@ from imagegen.errors import (
     UpstreamThrottled,
     UpstreamTimeout,
 )
-from imagegen.http_api import ROUTE_PREFIX
-from imagegen.intake import MAX_IDEMPOTENCY_KEY_CHARS
-from imagegen.jobs import JobStatus
-from imagegen.models import (
+from imagegen.domain.jobs import JobStatus
+from imagegen.domain.requests import (
     CONTENT_TYPES,
     MAX_METADATA_KEY_CHARS,
     MAX_METADATA_KEYS,
@@ -49,14 +48,15 @@ from imagegen.models import (
     REQUEST_FIELDS,
     ModelRules,
 )
-from imagegen.settings import get_settings
+from imagegen.edges.context import HandlerContext
+from imagegen.edges.routes import ROUTE_PREFIX
 
 API_VERSION = "1.0.0"
 KEY_HEADER = "x-functions-key"
 SECURITY_NAME = "api_key"  # Power Automate maps the connection parameter `api_key` onto it
 DEFAULT_CONNECTOR_HOST = "YOUR-FUNCTION-APP.azurewebsites.net"
 JSON = "application/json"
-# Body-level field that is not part of the image request itself (imagegen.intake.build_submission).
+# Body-level field that is not part of the image request itself (imagegen.core.intake.build_submission).
 CALLBACK_FIELD = "callback_url"
 
 Schema = dict[str, Any]
@@ -182,7 +182,7 @@ def _request_property(name: str, rules: ModelRules) -> Schema | None:
             "x-ms-summary": "Callback URL",
             "x-ms-visibility": "advanced",
         }
-    raise ValueError(f"request field {name!r} has no description in imagegen.openapi")
+    raise ValueError(f"request field {name!r} has no description in imagegen.edges.openapi")
 
 
 def image_request_schema(rules: ModelRules, *, webhooks: bool = True) -> Schema:
@@ -702,27 +702,24 @@ def to_json(document: Schema) -> str:
     return json.dumps(document, indent=2, ensure_ascii=False) + "\n"
 
 
-async def serve(req: func.HttpRequest) -> func.HttpResponse:
+async def serve(req: func.HttpRequest, context: HandlerContext) -> func.HttpResponse:
     """GET /api/openapi.json: the description for the configured model, host and scheme of this request."""
     parts = urlsplit(req.url)
-    return func.HttpResponse(
-        _served_text(parts.netloc, parts.scheme or "https"), status_code=200, mimetype=JSON
-    )
+    settings = context.settings()
+    text = _served_text(settings.model, bool(settings.webhook_secret), parts.netloc, parts.scheme or "https")
+    return func.HttpResponse(text, status_code=200, mimetype=JSON)
 
 
 @lru_cache(maxsize=16)  # bounded: the host comes from the request
-def _served_text(host: str, scheme: str) -> str:
-    """The document as served, built once per host and scheme (the settings are fixed per process)."""
-    settings = get_settings()
-    document = build_document(
-        rules_for_model(settings.model), host=host, scheme=scheme, webhooks=bool(settings.webhook_secret)
-    )
+def _served_text(model: str, webhooks: bool, host: str, scheme: str) -> str:
+    """The document as served, built once per model, host and scheme."""
+    document = build_document(rules_for_model(model), host=host, scheme=scheme, webhooks=webhooks)
     return json.dumps(document)
 
 
 def main(argv: Sequence[str] | None = None, write: Callable[[str], object] = sys.stdout.write) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m imagegen.openapi", description="Print the API's Swagger 2.0 description."
+        prog="python -m imagegen.edges.openapi", description="Print the API's Swagger 2.0 description."
     )
     parser.add_argument("--host", default=DEFAULT_CONNECTOR_HOST, help="e.g. myapp.azurewebsites.net")
     parser.add_argument("--scheme", default="https", choices=("https", "http"))

@@ -1,4 +1,4 @@
-"""One error hierarchy for the whole app, translated to HTTP once (imagegen.http_api).
+"""One error hierarchy for the whole app, translated to HTTP once (imagegen.edges.http_api).
 
 Each error knows its public `code` (the README's error table) and HTTP status. Messages are safe to
 show to a caller: they never contain a prompt, token, key or SAS signature.

@@ -2,7 +2,7 @@
 
 Identity mode (Azure, and the local stack's HTTPS Azurite) signs links with a user-delegation key,
 cached and renewed before it expires. Connection-string mode (local only) signs with the account key.
-Every storage failure leaves this module as imagegen.errors.StorageError, except the three
+Every storage failure leaves this module as imagegen.domain.errors.StorageError, except the three
 conditions callers act on: BlobNotFound, BlobAlreadyExists and BlobChanged.
 """
 
@@ -12,7 +12,6 @@ import asyncio
 import json
 import logging
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -32,10 +31,11 @@ from azure.storage.blob import (
 )
 from azure.storage.blob.aio import BlobServiceClient, ExponentialRetry
 
-from imagegen.errors import StorageError
-from imagegen.jsontext import NotJson, parse_json
-from imagegen.settings import StorageSettings, parse_connection_string
-from imagegen.transport import PROBE_CALL_OPTIONS, STORAGE_RETRY, connection_options
+from imagegen.adapters.transport import PROBE_CALL_OPTIONS, STORAGE_RETRY, CallCounter, connection_options
+from imagegen.domain.errors import StorageError
+from imagegen.domain.jsontext import NotJson, parse_json
+from imagegen.domain.ports import BlobAlreadyExists, BlobChanged, BlobNotFound, JsonBlob, SignedLink
+from imagegen.domain.settings import StorageSettings, parse_connection_string
 
 log = logging.getLogger(__name__)
 
@@ -46,30 +46,6 @@ DELEGATION_KEY_RENEW_MARGIN = timedelta(minutes=15)
 CLOCK_SKEW = timedelta(minutes=5)
 
 
-class BlobNotFound(Exception):
-    pass
-
-
-class BlobAlreadyExists(Exception):
-    pass
-
-
-class BlobChanged(Exception):
-    """An ETag-conditional write lost a race: someone else changed the blob first."""
-
-
-@dataclass(frozen=True)
-class SignedLink:
-    url: str
-    expires_at: datetime
-
-
-@dataclass(frozen=True)
-class JsonBlob:
-    document: dict[str, Any]
-    etag: str
-
-
 class BlobStore:
     def __init__(
         self,
@@ -78,9 +54,11 @@ class BlobStore:
         credential: AsyncTokenCredential | None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         connection_verify: str | None = None,
+        call_counter: CallCounter | None = None,
     ) -> None:
         """`connection_verify`: a CA bundle path for the transport (the Functions host needs none; the
-        aiohttp transport otherwise trusts SSL_CERT_FILE as read when aiohttp was imported)."""
+        aiohttp transport otherwise trusts SSL_CERT_FILE as read when aiohttp was imported).
+        `call_counter`: an azure-core per-call policy that counts every call (benchmarks)."""
         if storage.uses_identity and credential is None:
             raise ValueError("identity-based storage needs a credential")
         self._storage = storage
@@ -99,14 +77,14 @@ class BlobStore:
         self._delegation_key_expiry: datetime | None = None
         self._key_lock = asyncio.Lock()
         self._ready_containers: set[str] = set()
-        self.delegation_key_fetches = 0
-        self.operations = 0  # storage calls made (benchmarks count them)
+        self._call_counter = call_counter
 
     @property
     def client(self) -> BlobServiceClient:
         if self._client is None:
             options: dict[str, Any] = {
                 "retry_policy": ExponentialRetry(**STORAGE_RETRY),
+                "per_call_policies": [self._call_counter] if self._call_counter is not None else [],
                 **connection_options(self._connection_verify, read_timeout=60),
             }
             if self._storage.connection_string is not None:
@@ -128,7 +106,6 @@ class BlobStore:
         if container in self._ready_containers:
             return
         try:
-            self.operations += 1
             await self.client.create_container(container)
         except ResourceExistsError:
             pass
@@ -139,7 +116,6 @@ class BlobStore:
     async def check_reachable(self, container: str) -> None:
         """For health checks (one quick attempt): the container exists and can be read with our credential."""
         try:
-            self.operations += 1
             await self.client.get_container_client(container).get_container_properties(**PROBE_CALL_OPTIONS)
         except ResourceNotFoundError:
             await self.ensure_container(container)
@@ -152,7 +128,6 @@ class BlobStore:
         await self.ensure_container(container)
         blob = self.client.get_blob_client(container, name)
         try:
-            self.operations += 1
             await blob.upload_blob(
                 data,
                 overwrite=True,
@@ -166,7 +141,6 @@ class BlobStore:
 
     async def exists(self, container: str, name: str) -> bool:
         try:
-            self.operations += 1
             return bool(await self.client.get_blob_client(container, name).exists())
         except AzureError as error:
             raise _storage_error("check a blob", error) from None
@@ -178,7 +152,6 @@ class BlobStore:
         await self.ensure_container(container)
         blob = self.client.get_blob_client(container, name)
         try:
-            self.operations += 1
             result = await blob.upload_blob(
                 _json_bytes(document),
                 overwrite=False,
@@ -193,7 +166,6 @@ class BlobStore:
     async def read_json(self, container: str, name: str) -> JsonBlob:
         blob = self.client.get_blob_client(container, name)
         try:
-            self.operations += 1
             downloader = await blob.download_blob()
             body = await downloader.readall()
         except ResourceNotFoundError:
@@ -212,7 +184,6 @@ class BlobStore:
         """Replace only if unchanged since `etag` (If-Match); returns the new ETag."""
         blob = self.client.get_blob_client(container, name)
         try:
-            self.operations += 1
             result = await blob.upload_blob(
                 _json_bytes(document),
                 overwrite=True,
@@ -266,11 +237,9 @@ class BlobStore:
             )
             expiry = now + lifetime
             try:
-                self.operations += 1
                 key = await self.client.get_user_delegation_key(now - CLOCK_SKEW, expiry)
             except AzureError as error:
                 raise _storage_error("get a user delegation key", error) from None
-            self.delegation_key_fetches += 1
             self._delegation_key, self._delegation_key_expiry = key, expiry
             return key
 

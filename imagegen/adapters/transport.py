@@ -8,10 +8,15 @@ so every call pays a TLS handshake. Building the context once avoids that.
 from __future__ import annotations
 
 import ssl
+from collections import Counter
 from typing import Any, TypedDict
+from urllib.parse import parse_qs, urlsplit
 
 import aiohttp
+from azure.core.pipeline import PipelineRequest
+from azure.core.pipeline.policies import SansIOHTTPPolicy
 from azure.core.pipeline.transport import AioHttpTransport
+from azure.core.rest import AsyncHttpResponse, HttpRequest
 
 # Idle pooled connections are dropped before servers drop them (Azurite after 5 s): reusing one the
 # server already closed costs a failed request and a retry.
@@ -75,3 +80,21 @@ def aiohttp_transport(ca_file: str, *, connection_timeout: int, read_timeout: in
     """A transport whose connections trust `ca_file` and are reused across calls."""
     context = ssl.create_default_context(cafile=ca_file)
     return _OneContextTransport(context, connection_timeout=connection_timeout, read_timeout=read_timeout)
+
+
+class CallCounter(SansIOHTTPPolicy[HttpRequest, AsyncHttpResponse]):
+    """Counts the storage calls a client makes, once per call (a per-call policy runs before the
+    retry policy, so retries are not counted again), by kind: `comp` of the query (e.g.
+    `userdelegationkey`), else the HTTP method. Benchmarks read it; nothing counts by hand."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.by_kind: Counter[str] = Counter()
+
+    @property
+    def calls(self) -> int:
+        return sum(self.by_kind.values())
+
+    def on_request(self, request: PipelineRequest[HttpRequest]) -> None:
+        query = parse_qs(urlsplit(request.http_request.url).query)
+        self.by_kind[query.get("comp", [request.http_request.method])[0]] += 1

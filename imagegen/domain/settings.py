@@ -7,14 +7,12 @@ compares them). A missing or malformed setting raises SettingsError naming it, a
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
-from functools import cache
 from urllib.parse import urlsplit
 
-from imagegen.catalog import (
+from imagegen.domain.catalog import (
     AI_AZURE_SCOPE,
     ApiStyle,
     CatalogModel,
@@ -23,8 +21,8 @@ from imagegen.catalog import (
     model_entry,
     retirement_message,
 )
-from imagegen.errors import SettingsError
-from imagegen.pricing import PriceTable, PriceTableError, shipped_prices
+from imagegen.domain.errors import SettingsError
+from imagegen.domain.pricing import PriceTable, PriceTableError, shipped_prices
 
 log = logging.getLogger(__name__)
 
@@ -345,9 +343,3 @@ def parse_connection_string(connection_string: str) -> dict[str, str]:
             key, _, value = segment.partition("=")
             parts[key.strip()] = value.strip()
     return parts
-
-
-@cache
-def get_settings() -> Settings:
-    """Settings from the process environment, built once (the only read of os.environ)."""
-    return Settings.from_env(os.environ)

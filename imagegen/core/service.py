@@ -11,7 +11,7 @@ The durability rules (docs/architecture.md):
 - Whoever owns a job's message publishes its terminal state (to `image-results`, and to the
   callback) and only then lets the message go: delivery is at least once.
 
-Built lazily once per process (`get_service`), never at import.
+Built once per process by imagegen.wiring, on first use, never at import.
 """
 
 from __future__ import annotations
@@ -30,11 +30,10 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
-from azure.core.credentials_async import AsyncTokenCredential
-
-from imagegen.blob_store import BlobAlreadyExists, BlobChanged, BlobStore
-from imagegen.catalog import rules_for_model
-from imagegen.errors import (
+from imagegen.core.repository import JobRepository
+from imagegen.core.views import poison_note, render_job, result_message
+from imagegen.domain.catalog import rules_for_model
+from imagegen.domain.errors import (
     IdempotencyKeyReused,
     ImageGenError,
     JobConflict,
@@ -42,19 +41,25 @@ from imagegen.errors import (
     ProcessingFailed,
     StorageError,
 )
-from imagegen.jobs import Job, JobRepository, JobStatus, JobView, StoredImage, VersionedJob
-from imagegen.models import ImageRequest, ModelRules
-from imagegen.openai_images import AzureOpenAIImages, GeneratedImage, Generation
-from imagegen.queues import MAX_MESSAGE_BYTES, QueueStore, SentMessage, message_size
-from imagegen.settings import (
+from imagegen.domain.jobs import Job, JobStatus, JobView, StoredImage, VersionedJob
+from imagegen.domain.messages import JobMessage
+from imagegen.domain.ports import (
+    BlobAlreadyExists,
+    BlobChanged,
+    BlobPort,
+    GeneratedImage,
+    ImageGenerator,
+    MessageQueue,
+    Notifier,
+    SentMessage,
+)
+from imagegen.domain.requests import ImageRequest, ModelRules
+from imagegen.domain.settings import (
     QUEUE_IMAGE_JOBS,
     QUEUE_IMAGE_REQUESTS,
     QUEUE_IMAGE_RESULTS,
     Settings,
-    get_settings,
 )
-from imagegen.views import poison_note, render_job, result_message
-from imagegen.webhooks import WebhookSender
 
 log = logging.getLogger(__name__)
 
@@ -64,9 +69,7 @@ GRACE_MARGIN_SECONDS = 5.0
 EXISTING_JOB_POLL_SECONDS = (0.1, 0.2, 0.4, 0.8, 1.0)
 
 
-class ImageGenerator(Protocol):
-    async def generate(self, request: ImageRequest, *, deadline: float) -> Generation: ...
-
+class Closable(Protocol):
     async def close(self) -> None: ...
 
 
@@ -134,11 +137,11 @@ class ImageService:
         self,
         settings: Settings,
         generator: ImageGenerator,
-        store: BlobStore,
-        queues: QueueStore,
+        store: BlobPort,
+        queues: MessageQueue,
         *,
-        webhooks: WebhookSender | None = None,
-        credential: AsyncTokenCredential | None = None,
+        webhooks: Notifier | None = None,
+        credential: Closable | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         monotonic: Callable[[], float] = time.monotonic,
         instance_id: str | None = None,
@@ -168,15 +171,6 @@ class ImageService:
             await self._webhooks.close()
         if self._credential is not None:
             await self._credential.close()
-
-    @property
-    def storage_operations(self) -> int:
-        """Blob and Queue calls made so far (benchmarks count them per image)."""
-        return self._store.operations + self.queues.operations
-
-    @property
-    def delegation_key_fetches(self) -> int:
-        return self._store.delegation_key_fetches
 
     async def drain(self) -> None:
         """Wait for the jobs this instance is running, publishing included."""
@@ -214,16 +208,9 @@ class ImageService:
             etag = await self.jobs.create(job)
         except BlobAlreadyExists:
             return await self._existing(job.id, submission, wait_seconds=0)
-        await self.queues.send(QUEUE_IMAGE_JOBS, self._job_message(VersionedJob(job, etag)))
+        await self.queues.send(QUEUE_IMAGE_JOBS, JobMessage(job.id, VersionedJob(job, etag)).to_json())
         log.info("job %s queued (n=%d, size=%s)", job.id, job.request.n, job.request.size)
         return job
-
-    @staticmethod
-    def _job_message(versioned: VersionedJob) -> dict[str, Any]:
-        """The job id, and (when small) the record as written with its ETag: the worker can then
-        lease the job with one conditional write instead of a read and a write."""
-        carrying = {"job_id": versioned.job.id, "record": versioned.job.to_record(), "etag": versioned.etag}
-        return carrying if message_size(carrying) <= MAX_MESSAGE_BYTES else {"job_id": versioned.job.id}
 
     async def submit_and_wait(self, submission: Submission, wait_seconds: float) -> Job:
         """Record the job, back it with a delayed message, run it here; answer when done or at the wait."""
@@ -235,7 +222,7 @@ class ImageService:
             self.jobs.create(job),
             self.queues.send(
                 QUEUE_IMAGE_JOBS,
-                {"job_id": job.id},
+                JobMessage(job.id).to_json(),
                 delay_seconds=self._lease.total_seconds() + GRACE_MARGIN_SECONDS,
             ),
             return_exceptions=True,
@@ -530,42 +517,3 @@ class ImageService:
         if job.callback_url and self._webhooks is not None:
             payload = json.dumps(body, separators=(",", ":")).encode()
             await self._webhooks.deliver(job.callback_url, f"{job.id}.{job.status.value}", payload)
-
-
-def build_service(settings: Settings) -> ImageService:
-    """Wire the real clients: one credential (managed identity in Azure) shared by every service."""
-    credential: AsyncTokenCredential | None = None
-    if settings.api_key is None or settings.storage.uses_identity:
-        from azure.identity.aio import DefaultAzureCredential
-
-        credential = DefaultAzureCredential(
-            managed_identity_client_id=settings.storage.client_id or settings.client_id
-        )
-    token_provider = None
-    if settings.api_key is None:
-        assert credential is not None
-        entra = credential
-
-        async def token_provider() -> str:
-            return (await entra.get_token(settings.openai_scope)).token
-
-    generator = AzureOpenAIImages(settings, rules_for_model(settings.model), token_provider=token_provider)
-    store = BlobStore(settings.storage, credential=credential)
-    queues = QueueStore(settings.storage, credential=credential)
-    webhooks = (
-        WebhookSender(settings.webhook_secret, allow_local=settings.allow_local_webhooks)
-        if settings.webhook_secret
-        else None
-    )
-    return ImageService(settings, generator, store, queues, webhooks=webhooks, credential=credential)
-
-
-_service: ImageService | None = None
-
-
-def get_service() -> ImageService:
-    """The process-wide service, built on first use (settings are read then, not at import)."""
-    global _service
-    if _service is None:
-        _service = build_service(get_settings())
-    return _service

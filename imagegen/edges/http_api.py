@@ -19,21 +19,20 @@ from urllib.parse import urlsplit
 
 import azure.functions as func
 
-from imagegen.errors import ImageGenError, SettingsError, StorageError, http_status_for_code
-from imagegen.intake import build_submission, check_idempotency_key
-from imagegen.jobs import Job, JobStatus
-from imagegen.models import parse_json_object
-from imagegen.service import ImageService
-from imagegen.settings import Settings, get_settings
-from imagegen.views import job_url, render_job
+from imagegen.core.intake import build_submission, check_idempotency_key
+from imagegen.core.service import ImageService
+from imagegen.core.views import job_url, render_job
+from imagegen.domain.errors import ImageGenError, SettingsError, StorageError, http_status_for_code
+from imagegen.domain.jobs import Job, JobStatus
+from imagegen.domain.settings import Settings
+from imagegen.edges.context import HandlerContext
+from imagegen.edges.http_body import parse_json_object
+from imagegen.edges.routes import ROUTE_PREFIX
 
 log = logging.getLogger(__name__)
 
-ROUTE_PREFIX = "/api"
 POLL_AFTER_SECONDS = 2
 JSON = "application/json"
-
-ServiceFactory = Callable[[], ImageService]
 
 
 def api_base(req: func.HttpRequest) -> str:
@@ -110,11 +109,11 @@ async def _guarded(action: Callable[[], Awaitable[func.HttpResponse]]) -> func.H
         return error_response(error)
 
 
-async def create_image(req: func.HttpRequest, service_factory: ServiceFactory) -> func.HttpResponse:
+async def create_image(req: func.HttpRequest, context: HandlerContext) -> func.HttpResponse:
     """POST /api/images: record the job, then answer 202 at once, or wait for it (Prefer)."""
 
     async def action() -> func.HttpResponse:
-        service = service_factory()
+        service = context.service()
         document = parse_json_object(req.get_body(), req.headers.get("Content-Type"))
         submission = await build_submission(
             document,
@@ -136,22 +135,22 @@ async def create_image(req: func.HttpRequest, service_factory: ServiceFactory) -
     return await _guarded(action)
 
 
-async def get_image(req: func.HttpRequest, service_factory: ServiceFactory) -> func.HttpResponse:
+async def get_image(req: func.HttpRequest, context: HandlerContext) -> func.HttpResponse:
     """GET /api/images/{id}: the job with fresh links on every read."""
 
     async def action() -> func.HttpResponse:
-        service = service_factory()
+        service = context.service()
         job = await service.jobs.get(req.route_params.get("id", ""))
         return await job_response(service, job, req)
 
     return await _guarded(action)
 
 
-async def cancel_image(req: func.HttpRequest, service_factory: ServiceFactory) -> func.HttpResponse:
+async def cancel_image(req: func.HttpRequest, context: HandlerContext) -> func.HttpResponse:
     """DELETE /api/images/{id}: cancel a job that has not finished (409 once it has)."""
 
     async def action() -> func.HttpResponse:
-        service = service_factory()
+        service = context.service()
         job = await service.cancel(req.route_params.get("id", ""))
         return _json_response(render_job(await service.view(job), api_base(req)), 200)
 
@@ -165,16 +164,16 @@ def _lifecycle(settings: Settings) -> dict[str, object]:
     return {**lifecycle.to_json(), "retires_soon": lifecycle.retires_soon(today)}
 
 
-async def health(req: func.HttpRequest, service_factory: ServiceFactory) -> func.HttpResponse:
+async def health(req: func.HttpRequest, context: HandlerContext) -> func.HttpResponse:
     """GET /api/health (anonymous): configuration and storage reachability, nothing secret."""
     try:
-        settings = get_settings()
+        settings = context.settings()
     except SettingsError as error:
         log.error("health: %s", error)
         return _json_response({"status": "unhealthy", "checks": {"settings": str(error)}}, 503)
     checks: dict[str, str] = {"settings": "ok"}
     try:
-        await service_factory().check_storage()
+        await context.service().check_storage()
         checks["storage"] = "ok"
     except StorageError as error:
         checks["storage"] = error.message

@@ -2,7 +2,7 @@
 
 For each model: its family, the dialects and api-versions it is served on (the first is the one
 Microsoft documents for it, and the default), the Entra scope its docs use, its lifecycle (stage,
-version, retirement date, replacement), its request rules (imagegen.models), whether it takes
+version, retirement date, replacement), its request rules (imagegen.domain.requests), whether it takes
 edits and streams, how it answers (base64 or a URL to download), and its documented default quota.
 Settings, validation, the upstream request, the OpenAPI document and connector, the playground and
 health all read it.
@@ -24,7 +24,7 @@ from datetime import date
 from enum import StrEnum
 from typing import Literal
 
-from imagegen.models import (
+from imagegen.domain.requests import (
     FLUX_1_1_PRO,
     FLUX_1_KONTEXT_PRO,
     GPT_IMAGE_1_5,

@@ -1,15 +1,13 @@
 """Queue Storage: job messages (`image-jobs`), results (`image-results`) and poison notes.
 
 Messages are base64 text, like the Functions host's default `messageEncoding`, so the host's queue
-triggers read what we send. Every failure leaves as imagegen.errors.StorageError.
+triggers read what we send. Every failure leaves as imagegen.domain.errors.StorageError.
 """
 
 from __future__ import annotations
 
-import json
 import logging
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Mapping
 from typing import Any
 
 from azure.core.credentials_async import AsyncTokenCredential
@@ -18,51 +16,14 @@ from azure.storage.queue import TextBase64DecodePolicy, TextBase64EncodePolicy
 from azure.storage.queue._shared.policies_async import ExponentialRetry  # not re-exported by .aio
 from azure.storage.queue.aio import QueueClient
 
-from imagegen.errors import StorageError
-from imagegen.settings import StorageSettings
-from imagegen.transport import PROBE_CALL_OPTIONS, STORAGE_RETRY, connection_options
+from imagegen.adapters.transport import PROBE_CALL_OPTIONS, STORAGE_RETRY, CallCounter, connection_options
+from imagegen.domain.errors import StorageError
+from imagegen.domain.messages import MAX_MESSAGE_BYTES, message_text, wire_size
+from imagegen.domain.ports import SentMessage
+from imagegen.domain.settings import StorageSettings
 
 log = logging.getLogger(__name__)
 MAX_VISIBILITY_SECONDS = 7 * 24 * 3600
-# Azure Queue Storage takes messages of up to 64 KiB, counted on what is sent: our base64 text.
-MAX_MESSAGE_BYTES = 64 * 1024
-
-
-def message_text(payload: Mapping[str, Any]) -> str:
-    """A message's JSON: compact, UTF-8 rather than \\u escapes (a CJK character is 3 bytes, not 6)."""
-    return json.dumps(payload, separators=(",", ":"), ensure_ascii=False)
-
-
-def message_size(payload: Mapping[str, Any]) -> int:
-    """The bytes the queue receives for `payload`: its UTF-8 JSON, base64-encoded."""
-    return _wire_size(message_text(payload))
-
-
-def _wire_size(text: str) -> int:
-    return 4 * -(-len(text.encode()) // 3)
-
-
-def fitting_message(build: Callable[[int | None], Mapping[str, Any]], longest: int) -> Mapping[str, Any]:
-    """`build(None)` when it fits in a queue message; otherwise `build(keep)` with the largest `keep`
-    (0..longest: how many characters of the long texts to keep) that fits."""
-    whole = build(None)
-    if message_size(whole) <= MAX_MESSAGE_BYTES:
-        return whole
-    low, high = 0, longest
-    while low < high:
-        middle = (low + high + 1) // 2
-        if message_size(build(middle)) <= MAX_MESSAGE_BYTES:
-            low = middle
-        else:
-            high = middle - 1
-    return build(low)
-
-
-@dataclass(frozen=True)
-class SentMessage:
-    queue: str
-    id: str
-    pop_receipt: str
 
 
 class QueueStore:
@@ -72,6 +33,7 @@ class QueueStore:
         *,
         credential: AsyncTokenCredential | None,
         connection_verify: str | None = None,
+        call_counter: CallCounter | None = None,
     ) -> None:
         if storage.uses_identity and credential is None:
             raise ValueError("identity-based storage needs a credential")
@@ -80,7 +42,7 @@ class QueueStore:
         self._connection_verify = connection_verify
         self._queues: dict[str, QueueClient] = {}
         self._ready: set[str] = set()
-        self.operations = 0  # storage calls made (benchmarks count them)
+        self._call_counter = call_counter
 
     def _queue(self, name: str) -> QueueClient:
         """A client per queue, built with our options (get_queue_client would drop the encoding)."""
@@ -89,6 +51,7 @@ class QueueStore:
                 "message_encode_policy": TextBase64EncodePolicy(),
                 "message_decode_policy": TextBase64DecodePolicy(),
                 "retry_policy": ExponentialRetry(**STORAGE_RETRY),
+                "per_call_policies": [self._call_counter] if self._call_counter is not None else [],
                 **connection_options(self._connection_verify, read_timeout=30),
             }
             if self._storage.connection_string is not None:
@@ -109,7 +72,6 @@ class QueueStore:
         if name in self._ready:
             return
         try:
-            self.operations += 1
             await self._queue(name).create_queue()
         except ResourceExistsError:
             pass
@@ -120,12 +82,11 @@ class QueueStore:
     async def send(self, queue: str, payload: Mapping[str, Any], *, delay_seconds: float = 0) -> SentMessage:
         """Send JSON, visible after `delay_seconds` (the grace period of a job in progress)."""
         text = message_text(payload)
-        if _wire_size(text) > MAX_MESSAGE_BYTES:
+        if wire_size(text) > MAX_MESSAGE_BYTES:
             raise ValueError(f"a message for {queue} is larger than a queue message may be")
         await self._ensure(queue)
         visibility = min(MAX_VISIBILITY_SECONDS, max(0, round(delay_seconds)))
         try:
-            self.operations += 1
             sent = await self._queue(queue).send_message(text, visibility_timeout=visibility or None)
         except AzureError as error:
             raise _queue_error("send a queue message", error) from None
@@ -134,7 +95,6 @@ class QueueStore:
     async def delete(self, message: SentMessage) -> None:
         """Delete a message we sent (a job finished in time: nobody needs to resume it)."""
         try:
-            self.operations += 1
             await self._queue(message.queue).delete_message(message.id, message.pop_receipt)
         except ResourceNotFoundError:
             pass  # already gone (received by a worker, or expired)
@@ -144,7 +104,6 @@ class QueueStore:
     async def check_reachable(self, queue: str) -> None:
         """For health checks (one quick attempt): the queue exists and can be read with our credential."""
         try:
-            self.operations += 1
             await self._queue(queue).get_queue_properties(**PROBE_CALL_OPTIONS)
         except ResourceNotFoundError:
             await self._ensure(queue)

@@ -21,10 +21,11 @@ from urllib.parse import urlsplit
 
 import azure.functions as func
 
-from imagegen.catalog import rules_for_model
-from imagegen.errors import SettingsError
-from imagegen.models import ModelRules
-from imagegen.settings import Settings, get_settings
+from imagegen.domain.catalog import rules_for_model
+from imagegen.domain.errors import SettingsError
+from imagegen.domain.requests import ModelRules
+from imagegen.domain.settings import Settings
+from imagegen.edges.context import HandlerContext
 
 DEFAULT_API_BASE = "/api"
 PAGE_ROUTE = "playground"
@@ -49,7 +50,7 @@ class _Assets:
 
 @cache
 def _assets() -> _Assets:
-    folder = resources.files("imagegen") / "playground"
+    folder = resources.files("imagegen.edges") / "playground"
     return _Assets(
         template=(folder / "index.html").read_text(encoding="utf-8"),
         style=(folder / "playground.css").read_text(encoding="utf-8"),
@@ -69,7 +70,7 @@ def _json_for_script_block(value: Any) -> str:
 
 
 def model_options(rules: ModelRules) -> dict[str, Any]:
-    """What the page offers: the same rules the API validates with (imagegen.models)."""
+    """What the page offers: the same rules the API validates with (imagegen.domain.requests)."""
     return {
         "name": rules.name,
         "max_n": rules.max_n,
@@ -139,16 +140,16 @@ def render_page(settings: Settings | None, api_base: str) -> str:
     return _PLACEHOLDER.sub(lambda match: pieces[match.group(1)], assets.template)
 
 
-def _settings_or_none() -> Settings | None:
+def _settings_or_none(context: HandlerContext) -> Settings | None:
     try:
-        return get_settings()
+        return context.settings()
     except SettingsError:
         return None  # the page still loads; the API's own answers (and /api/health) say what is wrong
 
 
-def playground(req: func.HttpRequest) -> func.HttpResponse:
+def playground(req: func.HttpRequest, context: HandlerContext) -> func.HttpResponse:
     """The page, with headers that keep it to itself: strict CSP, no sniffing, no framing, no referrer."""
-    settings = _settings_or_none()
+    settings = _settings_or_none(context)
     body = render_page(settings, api_base_for(req.url))
     headers = {
         "Content-Security-Policy": content_security_policy(settings),

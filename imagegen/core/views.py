@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from imagegen.jobs import JobView
-from imagegen.queues import fitting_message
+from imagegen.domain.jobs import JobView
+from imagegen.domain.messages import fitting_message
 
 ELLIPSIS = "…"
 

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from imagegen.errors import InvalidRequest
-from imagegen.models import ModelRules, validate_image_request
-from imagegen.service import Submission
-from imagegen.settings import Settings
-from imagegen.webhooks import check_callback_url
+from imagegen.core.service import Submission
+from imagegen.domain.callbacks import check_callback_url
+from imagegen.domain.errors import InvalidRequest
+from imagegen.domain.requests import ModelRules, validate_image_request
+from imagegen.domain.settings import Settings
 
 MAX_IDEMPOTENCY_KEY_CHARS = 255
 

@@ -2,7 +2,7 @@
 
 Async over aiohttp, with one retry policy for every call: 429 honours `retry-after-ms` /
 `retry-after`, 5xx and connection errors back off with jitter, and everything ends by a deadline.
-Errors leave this module as imagegen.errors types only.
+Errors leave this module as imagegen.domain.errors types only.
 """
 
 from __future__ import annotations
@@ -21,8 +21,8 @@ from urllib.parse import urlsplit
 import aiohttp
 from azure.core.exceptions import AzureError
 
-from imagegen.catalog import ApiStyle
-from imagegen.errors import (
+from imagegen.domain.catalog import ApiStyle
+from imagegen.domain.errors import (
     ContentFiltered,
     ImageGenError,
     InvalidRequest,
@@ -30,11 +30,12 @@ from imagegen.errors import (
     UpstreamThrottled,
     UpstreamTimeout,
 )
-from imagegen.images import BrokenImage, ImageInfo, inspect_image
-from imagegen.jsontext import NotJson, parse_json
-from imagegen.models import ImageRequest, ModelRules
-from imagegen.pricing import Usage
-from imagegen.settings import Settings
+from imagegen.domain.images import BrokenImage, ImageInfo, inspect_image
+from imagegen.domain.jsontext import NotJson, parse_json
+from imagegen.domain.ports import GeneratedImage, Generation
+from imagegen.domain.pricing import Usage
+from imagegen.domain.requests import ImageRequest, ModelRules
+from imagegen.domain.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -46,21 +47,6 @@ BACKOFF_CAP_SECONDS = 8.0
 
 class TokenProvider(Protocol):
     async def __call__(self) -> str: ...
-
-
-@dataclass(frozen=True)
-class GeneratedImage:
-    data: bytes
-    info: ImageInfo
-    revised_prompt: str | None = None
-
-
-@dataclass(frozen=True)
-class Generation:
-    """What one call drew: the images, and the tokens Azure counted for it (None when it counts none)."""
-
-    images: tuple[GeneratedImage, ...]
-    usage: Usage | None = None
 
 
 @dataclass(frozen=True)

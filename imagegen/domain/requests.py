@@ -11,8 +11,7 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from imagegen.errors import InvalidRequest
-from imagegen.jsontext import NotJson, parse_json
+from imagegen.domain.errors import InvalidRequest
 
 
 @dataclass(frozen=True)
@@ -190,27 +189,6 @@ class ImageRequest:
         if len(rules.output_formats) > 1:
             body["output_format"] = self.output_format
         return body
-
-
-def parse_image_request(body: bytes, content_type: str | None, rules: ModelRules) -> ImageRequest:
-    """Validate a POST body for the configured model; raise InvalidRequest naming the field."""
-    return validate_image_request(parse_json_object(body, content_type), rules)
-
-
-def parse_json_object(body: bytes, content_type: str | None) -> dict[str, Any]:
-    """A JSON object from a request body, or InvalidRequest (content type, size, syntax)."""
-    media_type = (content_type or "").split(";")[0].strip().lower()
-    if media_type != "application/json":
-        raise InvalidRequest("Content-Type must be application/json", field="Content-Type")
-    if len(body) > MAX_BODY_BYTES:
-        raise InvalidRequest(f"the body is larger than {MAX_BODY_BYTES} bytes", field="body")
-    try:
-        document = parse_json(body)
-    except NotJson as error:
-        raise InvalidRequest(f"the body is not valid JSON ({error.reason})", field="body") from None
-    if not isinstance(document, dict):
-        raise InvalidRequest("the body must be a JSON object", field="body")
-    return document
 
 
 def validate_image_request(document: Mapping[str, Any], rules: ModelRules) -> ImageRequest:
