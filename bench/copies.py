@@ -1,4 +1,4 @@
-"""Where one image's copies are: the decoding steps of imagegen/openai_images.py under tracemalloc.
+"""Where one image's copies are: the decoding steps of imagegen/adapters/azure_openai.py under tracemalloc.
 
 In-process, no network: an emulator-shaped answer (`{"data": [{"b64_json": …}]}` of a noise PNG) goes
 through what `AzureOpenAIImages.generate` does while the raw answer is still referenced: `parse_json(body)` (UTF-8

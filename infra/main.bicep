@@ -138,7 +138,7 @@ var rgName = !empty(resourceGroupName) ? resourceGroupName : '${abbrs.resourcesR
 var functionAppName = '${abbrs.webSitesFunctions}api-${resourceToken}'
 var deploymentContainerName = 'app-package-${take(functionAppName, 32)}-${take(toLower(uniqueString(functionAppName, resourceToken)), 7)}'
 
-// Names the code agrees on (imagegen/settings.py); tests/unit/test_infra.py checks them.
+// Names the code agrees on (imagegen/domain/settings.py); tests/unit/test_infra.py checks them.
 var imagesContainerName = 'images'
 var jobsContainerName = 'jobs'
 var workQueues = [

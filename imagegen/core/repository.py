@@ -67,9 +67,7 @@ class JobRepository:
 
     async def fail_unless_finished(self, job_id: str, error: ImageGenError) -> Job:
         """End the job as failed with `error`, unless it has already ended (then it stays as it is)."""
-        return await self.update(
-            job_id, lambda current: None if current.status.terminal else current.failed(error, self._clock())
-        )
+        return await self.update(job_id, lambda current: current.failed_unless_finished(error, self._clock()))
 
     async def write_if_unchanged(self, job: Job, *, etag: str) -> str:
         """One conditional write when the caller holds the latest ETag; raises BlobChanged otherwise."""

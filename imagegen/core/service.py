@@ -25,8 +25,8 @@ import os
 import socket
 import time
 import uuid
-from collections.abc import Callable
-from dataclasses import dataclass, replace
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
@@ -41,13 +41,14 @@ from imagegen.domain.errors import (
     ProcessingFailed,
     StorageError,
 )
-from imagegen.domain.jobs import Job, JobStatus, JobView, StoredImage, VersionedJob
+from imagegen.domain.jobs import Job, JobStatus, JobView, Operation, StoredImage, VersionedJob
 from imagegen.domain.messages import JobMessage
 from imagegen.domain.ports import (
     BlobAlreadyExists,
     BlobChanged,
     BlobPort,
     GeneratedImage,
+    Generation,
     ImageGenerator,
     MessageQueue,
     Notifier,
@@ -67,6 +68,13 @@ IDEMPOTENCY_NAMESPACE = uuid.UUID("5b0c7e2a-8f0b-4f0e-9d55-2f6b1f1e9a10")
 # A job message becomes visible this long after its lease would lapse, so a live owner renews first.
 GRACE_MARGIN_SECONDS = 5.0
 EXISTING_JOB_POLL_SECONDS = (0.1, 0.2, 0.4, 0.8, 1.0)
+
+
+# The upstream call of each operation (a new operation adds its entry, its request type, its route).
+UpstreamCall = Callable[[ImageGenerator, Job, float], Awaitable[Generation]]
+OPERATIONS: dict[Operation, UpstreamCall] = {
+    Operation.GENERATE: lambda generator, job, deadline: generator.generate(job.request, deadline=deadline),
+}
 
 
 class Closable(Protocol):
@@ -124,10 +132,11 @@ class _JobHandle:
             except BlobChanged:
                 pass
             current = await self._service.jobs.read(self.job.id)
-            if current.job.status.terminal:
+            try:
+                updated = change(current.job)
+            except JobConflict:  # it ended meanwhile (canceled): a finished job never changes
                 self.job, self.etag, self.canceled = current.job, current.etag, True
-                raise JobCanceledWhileRunning(self.job.id)
-            updated = change(current.job)
+                raise JobCanceledWhileRunning(self.job.id) from None
             self.etag = await self._service.jobs.write_if_unchanged(updated, etag=current.etag)
             self.job = updated
 
@@ -329,7 +338,7 @@ class ImageService:
         deadline = self._monotonic() + self.settings.upstream_timeout_seconds
 
         try:
-            generation = await self._generator.generate(job.request, deadline=deadline)
+            generation = await OPERATIONS[job.operation](self._generator, job, deadline)
             stored = await self._store_images(job, generation.images, skip_existing=resumed)
             cost = self.settings.prices.cost(self.settings.model, generation.usage, len(stored))
             outcome = "succeeded"
@@ -367,7 +376,7 @@ class ImageService:
 
     def _renewed(self, current: Job) -> Job:
         now = self._clock()
-        return replace(current, lease_until=now + self._lease, updated_at=now)
+        return current.renewed(now + self._lease, now)
 
     async def _store_images(
         self, job: Job, generated: tuple[GeneratedImage, ...], *, skip_existing: bool
@@ -473,14 +482,7 @@ class ImageService:
     # --- cancel, read ------------------------------------------------------------------------
 
     async def cancel(self, job_id: str) -> Job:
-        def cancel_unless_finished(current: Job) -> Job:
-            if current.status.terminal:
-                raise JobConflict(
-                    f"the job is already {current.status.value}", details={"status": current.status.value}
-                )
-            return current.canceled(self._clock())
-
-        job = await self.jobs.update(job_id, cancel_unless_finished)
+        job = await self.jobs.update(job_id, lambda current: current.canceled(self._clock()))
         log.info("job %s canceled", job.id)
         running_here = self._handles.get(job.id)
         if running_here is not None:

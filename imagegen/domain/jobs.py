@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
-from imagegen.domain.errors import ImageGenError, StorageError
+from imagegen.domain.errors import ImageGenError, JobConflict, StorageError
 from imagegen.domain.ports import SignedLink
 from imagegen.domain.pricing import Cost, Usage
 from imagegen.domain.requests import ImageRequest
@@ -58,8 +58,23 @@ class StoredImage:
         return cls(**record)
 
 
+class Operation(StrEnum):
+    """What a job asks the model to do; the record says which, and the runner calls the matching
+    upstream operation. A new operation adds a request type, an upstream call and a route."""
+
+    GENERATE = "generate"
+
+
+# How each operation's request is read back from a job record.
+REQUEST_TYPES: dict[Operation, type[ImageRequest]] = {Operation.GENERATE: ImageRequest}
+
+
 @dataclass(frozen=True)
 class Job:
+    """A job record. Its transitions (leased, renewed, succeeded, failed, canceled) are the only way
+    to change its state, and each refuses a job that has already finished (JobConflict): a terminal
+    job never changes again, whoever tries."""
+
     id: str
     status: JobStatus
     request: ImageRequest
@@ -80,6 +95,7 @@ class Job:
     body_hash: str | None = None
     callback_url: str | None = field(default=None, repr=False)
     api_base: str | None = None  # e.g. https://app.azurewebsites.net/api, for links in results
+    operation: Operation = Operation.GENERATE
 
     @classmethod
     def new(
@@ -94,6 +110,7 @@ class Job:
         body_hash: str | None = None,
         api_base: str | None = None,
         model: str | None = None,
+        operation: Operation = Operation.GENERATE,
     ) -> Job:
         return cls(
             id=job_id or str(uuid.uuid4()),
@@ -106,13 +123,21 @@ class Job:
             body_hash=body_hash,
             api_base=api_base,
             model=model,
+            operation=operation,
         )
+
+    def _still_open(self) -> None:
+        if self.status.terminal:
+            raise JobConflict(
+                f"the job is already {self.status.value}", details={"status": self.status.value}
+            )
 
     def lease_is_live(self, now: datetime) -> bool:
         return self.lease_until is not None and self.lease_until > now
 
     def leased(self, owner: str, until: datetime, now: datetime) -> Job:
         """A new run by `owner`, leased until `until` (renewals change `lease_until` only)."""
+        self._still_open()
         return replace(
             self,
             status=JobStatus.RUNNING,
@@ -122,7 +147,13 @@ class Job:
             updated_at=now,
         )
 
+    def renewed(self, until: datetime, now: datetime) -> Job:
+        """The same run, its lease extended to `until`."""
+        self._still_open()
+        return replace(self, lease_until=until, updated_at=now)
+
     def canceled(self, now: datetime) -> Job:
+        self._still_open()
         return replace(
             self,
             status=JobStatus.CANCELED,
@@ -156,16 +187,19 @@ class Job:
             "callback_url": self.callback_url,
             "api_base": self.api_base,
         }
+        record["operation"] = self.operation.value
         record.update({k: v for k, v in optional.items() if v is not None})
         record["attempts"] = self.attempts
         return record
 
     @classmethod
     def from_record(cls, record: dict[str, Any]) -> Job:
+        operation = Operation(record.get("operation", Operation.GENERATE.value))
         return cls(
             id=record["id"],
             status=JobStatus(record["status"]),
-            request=ImageRequest.from_record(record["request"]),
+            request=REQUEST_TYPES[operation].from_record(record["request"]),
+            operation=operation,
             created_at=datetime.fromisoformat(record["created_at"]),
             updated_at=datetime.fromisoformat(record["updated_at"]),
             completed_at=datetime.fromisoformat(record["completed_at"])
@@ -193,6 +227,7 @@ class Job:
         usage: Usage | None = None,
         cost: Cost | None = None,
     ) -> Job:
+        self._still_open()
         return replace(
             self,
             status=JobStatus.SUCCEEDED,
@@ -205,12 +240,17 @@ class Job:
         )
 
     def failed(self, error: ImageGenError, now: datetime) -> Job:
+        self._still_open()
         body = error.to_json()
         if error.retry_after is not None:
             body["retry_after"] = round(error.retry_after, 3)
         return replace(
             self, status=JobStatus.FAILED, error=body, updated_at=now, completed_at=now, lease_until=None
         )
+
+    def failed_unless_finished(self, error: ImageGenError, now: datetime) -> Job | None:
+        """`failed`, or None when the job has already ended (it then stays as it is)."""
+        return None if self.status.terminal else self.failed(error, now)
 
     def image_blob_name(self, index: int, extension: str) -> str:
         """`{yyyy}/{mm}/{dd}/{job id}/{index}.{ext}` dated by the job's creation."""

@@ -7,7 +7,7 @@ the API. Values out of range for the configured model are the caller's error (40
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -141,17 +141,65 @@ MAX_METADATA_KEYS = 10
 MAX_METADATA_VALUE_CHARS = 256
 MAX_METADATA_KEY_CHARS = 64
 MAX_BODY_BYTES = 256 * 1024
-REQUEST_FIELDS = (
-    "prompt",
-    "n",
-    "size",
-    "quality",
-    "background",
-    "output_format",
-    "output_compression",
-    "user",
-    "metadata",
+
+
+@dataclass(frozen=True)
+class RequestField:
+    """One field of the image request, defined once: validation, the upstream body, the OpenAPI
+    description and connector, the playground's options and the client's keyword arguments follow it."""
+
+    name: str
+    summary: str  # a short label: x-ms-summary in the connector, the playground's label, CLI help
+    description: str
+    upstream: bool = True  # passed on to Azure when the caller gives it (and the model takes it)
+    choices: Callable[[ModelRules], tuple[str, ...]] | None = None  # the model's allowed values
+    visibility: str = "advanced"  # x-ms-visibility
+    cli_flag: str | None = None  # the command line's flag, when it has one
+
+
+REQUEST_FIELD_TABLE: tuple[RequestField, ...] = (
+    RequestField("prompt", "Prompt", "What to draw.", visibility="important"),
+    RequestField("n", "Number of Images", "How many images to generate.", cli_flag="-n"),
+    RequestField(
+        "size", "Size", "Width x height in pixels.", choices=lambda rules: rules.sizes, cli_flag="--size"
+    ),
+    RequestField(
+        "quality",
+        "Quality",
+        "Rendering quality.",
+        choices=lambda rules: rules.qualities,
+        cli_flag="--quality",
+    ),
+    RequestField(
+        "background",
+        "Background",
+        "Background of the image; transparent needs output_format png.",
+        choices=lambda rules: rules.backgrounds,
+    ),
+    RequestField(
+        "output_format",
+        "Output Format",
+        "File format of the stored images.",
+        choices=lambda rules: rules.output_formats,
+        cli_flag="--format",
+    ),
+    RequestField(
+        "output_compression",
+        "Output Compression",
+        "Compression level (0-100) for jpeg output; not allowed with png.",
+    ),
+    RequestField(
+        "user",
+        "End User",
+        "An id of your end user, passed to Azure OpenAI for abuse monitoring.",
+        cli_flag="--user",
+    ),
+    RequestField(
+        "metadata", "Metadata", "Your own labels, kept with the job and returned with it.", upstream=False
+    ),
 )
+REQUEST_FIELDS = tuple(entry.name for entry in REQUEST_FIELD_TABLE)
+FIELDS_BY_NAME = {entry.name: entry for entry in REQUEST_FIELD_TABLE}
 MAX_USER_CHARS = 256
 CONTENT_TYPES = {"png": "image/png", "jpeg": "image/jpeg"}
 
@@ -180,14 +228,14 @@ class ImageRequest:
         return cls(**{k: v for k, v in record.items() if k in REQUEST_FIELDS})
 
     def upstream_body(self, rules: ModelRules) -> dict[str, Any]:
-        """Parameters passed to Azure OpenAI (only those this model understands)."""
-        body: dict[str, Any] = {"prompt": self.prompt, "n": self.n, "size": self.size}
-        for name in ("quality", "background", "output_compression", "user"):
-            value = getattr(self, name)
-            if value is not None:
-                body[name] = value
-        if len(rules.output_formats) > 1:
-            body["output_format"] = self.output_format
+        """Parameters passed to Azure OpenAI: the upstream fields given, those this model takes."""
+        body: dict[str, Any] = {}
+        for entry in REQUEST_FIELD_TABLE:
+            value = getattr(self, entry.name)
+            offered = entry.choices(rules) if entry.choices is not None else None
+            if not entry.upstream or value is None or (offered is not None and len(offered) < 2):
+                continue  # not Azure's, not given, or nothing to choose (e.g. FLUX has no format choice)
+            body[entry.name] = value
         return body
 
 

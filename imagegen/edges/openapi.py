@@ -41,10 +41,12 @@ from imagegen.domain.errors import (
 from imagegen.domain.jobs import JobStatus
 from imagegen.domain.requests import (
     CONTENT_TYPES,
+    FIELDS_BY_NAME,
     MAX_METADATA_KEY_CHARS,
     MAX_METADATA_KEYS,
     MAX_METADATA_VALUE_CHARS,
     MAX_USER_CHARS,
+    REQUEST_FIELD_TABLE,
     REQUEST_FIELDS,
     ModelRules,
 )
@@ -71,12 +73,8 @@ def _ref(name: str) -> Schema:
 
 def _request_property(name: str, rules: ModelRules) -> Schema | None:
     """The schema of one body field for this model, or None when the model does not take it."""
-    choices: dict[str, tuple[str, ...]] = {
-        "size": rules.sizes,
-        "quality": rules.qualities,
-        "background": rules.backgrounds,
-        "output_format": rules.output_formats,
-    }
+    entry = FIELDS_BY_NAME.get(name)
+    choices = {item.name: item.choices(rules) for item in REQUEST_FIELD_TABLE if item.choices is not None}
     if name == "prompt":
         return {
             "type": "string",
@@ -84,8 +82,6 @@ def _request_property(name: str, rules: ModelRules) -> Schema | None:
             "maxLength": rules.max_prompt_chars,
             "pattern": r"\S",
             "description": f"What to draw (at most {rules.max_prompt_chars} characters for {rules.name}).",
-            "x-ms-summary": "Prompt",
-            "x-ms-visibility": "important",
         }
     if name == "n":
         return {
@@ -95,8 +91,6 @@ def _request_property(name: str, rules: ModelRules) -> Schema | None:
             "maximum": rules.max_n,
             "default": 1,
             "description": f"How many images to generate (1-{rules.max_n} for {rules.name}).",
-            "x-ms-summary": "Number of Images",
-            "x-ms-visibility": "advanced",
         }
     if name == "size" and rules.custom_size is not None:
         rule = rules.custom_size
@@ -109,8 +103,6 @@ def _request_property(name: str, rules: ModelRules) -> Schema | None:
                 f"{'auto, or ' if 'auto' in rules.sizes else ''}WIDTHxHEIGHT in pixels for {rules.name}: "
                 f"{rule.describe()} (e.g. {', '.join(s for s in rules.sizes if s != 'auto')})."
             ),
-            "x-ms-summary": "Size",
-            "x-ms-visibility": "advanced",
         }
     if name == "user":
         if not rules.takes_user:
@@ -120,8 +112,6 @@ def _request_property(name: str, rules: ModelRules) -> Schema | None:
             "minLength": 1,
             "maxLength": MAX_USER_CHARS,
             "description": "An id of your end user, passed to Azure OpenAI for abuse monitoring.",
-            "x-ms-summary": "End User",
-            "x-ms-visibility": "advanced",
         }
     if name in choices:
         allowed = choices[name]
@@ -132,19 +122,8 @@ def _request_property(name: str, rules: ModelRules) -> Schema | None:
             schema["default"] = rules.default_size
         if name == "output_format":
             schema["default"] = "png"
-        schema["description"] = {
-            "size": "Width x height in pixels.",
-            "quality": "Rendering quality.",
-            "background": "Background of the image; transparent needs output_format png.",
-            "output_format": "File format of the stored images.",
-        }[name]
-        schema["x-ms-summary"] = {
-            "size": "Size",
-            "quality": "Quality",
-            "background": "Background",
-            "output_format": "Output Format",
-        }[name]
-        schema["x-ms-visibility"] = "advanced"
+        assert entry is not None
+        schema["description"] = entry.description
         return schema
     if name == "output_compression":
         if not rules.supports_compression:
@@ -155,8 +134,6 @@ def _request_property(name: str, rules: ModelRules) -> Schema | None:
             "minimum": 0,
             "maximum": 100,
             "description": "Compression level (0-100) for jpeg output; not allowed with png.",
-            "x-ms-summary": "Output Compression",
-            "x-ms-visibility": "advanced",
         }
     if name == "metadata":
         return {
@@ -168,8 +145,6 @@ def _request_property(name: str, rules: ModelRules) -> Schema | None:
                 f"keys of 1-{MAX_METADATA_KEY_CHARS} characters, string values of at most "
                 f"{MAX_METADATA_VALUE_CHARS} characters."
             ),
-            "x-ms-summary": "Metadata",
-            "x-ms-visibility": "advanced",
         }
     if name == CALLBACK_FIELD:
         return {
@@ -191,6 +166,10 @@ def image_request_schema(rules: ModelRules, *, webhooks: bool = True) -> Schema:
     for name in (*REQUEST_FIELDS, *((CALLBACK_FIELD,) if webhooks else ())):
         schema = _request_property(name, rules)
         if schema is not None:
+            entry = FIELDS_BY_NAME.get(name)
+            if entry is not None:  # label and visibility from the one field table
+                schema["x-ms-summary"] = entry.summary
+                schema["x-ms-visibility"] = entry.visibility
             properties[name] = schema
     return {
         "type": "object",

@@ -23,7 +23,7 @@ import azure.functions as func
 
 from imagegen.domain.catalog import rules_for_model
 from imagegen.domain.errors import SettingsError
-from imagegen.domain.requests import ModelRules
+from imagegen.domain.requests import REQUEST_FIELD_TABLE, ModelRules
 from imagegen.domain.settings import Settings
 from imagegen.edges.context import HandlerContext
 
@@ -70,16 +70,17 @@ def _json_for_script_block(value: Any) -> str:
 
 
 def model_options(rules: ModelRules) -> dict[str, Any]:
-    """What the page offers: the same rules the API validates with (imagegen.domain.requests)."""
+    """What the page offers: the field table's choices for this model, the rules the API validates with."""
     return {
         "name": rules.name,
         "max_n": rules.max_n,
         "max_prompt_chars": rules.max_prompt_chars,
-        "sizes": list(rules.sizes),
         "default_size": rules.default_size,
-        "qualities": list(rules.qualities),
-        "backgrounds": list(rules.backgrounds),
-        "output_formats": list(rules.output_formats),
+        "options": {
+            entry.name: {"label": entry.summary, "values": list(entry.choices(rules))}
+            for entry in REQUEST_FIELD_TABLE
+            if entry.choices is not None
+        },
         "custom_size": _custom_size(rules),
     }
 

@@ -61,7 +61,7 @@ def test_the_page_carries_the_models_options_and_no_secret() -> None:
     config = json.loads(block.group(1))
     assert config["api_base"] == "/api"
     assert config["model"] == playground.model_options(GPT_IMAGE_1_MINI)
-    assert config["model"]["output_formats"] == ["png", "jpeg"]
+    assert config["model"]["options"]["output_format"]["values"] == ["png", "jpeg"]
     assert "c2VjcmV0" not in html and "aoai.example" not in html
     assert "{{" not in html
 
@@ -94,3 +94,14 @@ def test_the_page_loads_without_settings() -> None:
     assert response.mimetype == "text/html"
     assert '{"api_base":"/api","model":null}' in response.get_body().decode()
     assert "img-src https:;" in response.headers["Content-Security-Policy"]
+
+
+def test_the_pages_choices_are_the_field_tables_for_gpt_image_2_and_flux() -> None:
+    from imagegen.domain.requests import FLUX_1_1_PRO, GPT_IMAGE_2
+
+    gpt = playground.model_options(GPT_IMAGE_2)
+    assert gpt["options"]["size"]["values"] == list(GPT_IMAGE_2.sizes)
+    assert gpt["custom_size"]["multiple_of"] == 16 and gpt["custom_size"]["max_edge"] == 3840
+    flux = playground.model_options(FLUX_1_1_PRO)
+    assert flux["options"]["quality"]["values"] == [] and flux["options"]["output_format"]["values"] == []
+    assert flux["custom_size"]["multiple_of"] == 32 and flux["max_n"] == 1

@@ -5,14 +5,9 @@
 
 (() => {
   const KEY_STORAGE = 'imagegen.playground.key';
+  // The fields with choices, in the order of the API's field table (the page has a control for each).
   const OPTION_FIELDS = ['size', 'quality', 'background', 'output_format'];
   const CUSTOM_SIZE = 'custom';
-  const OPTION_LISTS = {
-    size: 'sizes',
-    quality: 'qualities',
-    background: 'backgrounds',
-    output_format: 'output_formats',
-  };
   const FORM_FIELDS = new Set(['prompt', 'n', ...OPTION_FIELDS]);
   const MAX_POLL_SECONDS = 15 * 60;
   const MAX_POLL_NETWORK_ERRORS = 3;
@@ -87,7 +82,8 @@
     for (const field of OPTION_FIELDS) {
       const select = $(field);
       const wrapper = select.closest('.option');
-      const values = model && Array.isArray(model[OPTION_LISTS[field]]) ? model[OPTION_LISTS[field]] : [];
+      const option = model && model.options && typeof model.options === 'object' ? model.options[field] : null;
+      const values = option && Array.isArray(option.values) ? option.values : [];
       select.replaceChildren();
       if (values.length < 2) {
         // Nothing to choose: the API's default is the only value.
