@@ -6,6 +6,7 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 VENV_STAMP := $(VENV)/.installed
+CLIENT := clients/python
 NODE_STAMP := node_modules/.installed
 # checkov pins its own dependency versions, so the Bicep checks get a venv of their own.
 IAC_VENV := .venv-iac
@@ -26,10 +27,12 @@ help:
 	@echo "make fuzz    schemathesis against the dev host for FUZZ_SECONDS (default 300)"
 	@echo "make clean   remove the venv, node_modules and local state"
 
-$(VENV_STAMP): requirements.txt requirements-dev.txt
+# The client distribution (clients/python) goes in editable, so `imagegen-client` runs the tree's code.
+$(VENV_STAMP): requirements.txt requirements-dev.txt $(CLIENT)/pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check --upgrade pip
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps -e ./$(CLIENT)
 	touch $@
 
 $(NODE_STAMP): package.json package-lock.json
@@ -77,7 +80,7 @@ down:
 
 demo: $(VENV_STAMP) $(NODE_STAMP)
 	$(PY) -m devtools.stack up
-	$(PY) -m imagegen "$(PROMPT)" -o images/generated_image.png
+	$(VENV)/bin/imagegen-client "$(PROMPT)" -o images/generated_image.png
 
 bench: setup
 	@$(PY) -m bench $(FIGURES)
@@ -89,3 +92,4 @@ fuzz: setup
 
 clean: down
 	rm -rf $(VENV) $(IAC_VENV) node_modules .local .mypy_cache .ruff_cache .pytest_cache test-output
+	rm -rf $(CLIENT)/build $(CLIENT)/src/*.egg-info

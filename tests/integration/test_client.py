@@ -1,15 +1,16 @@
-"""imagegen.client and `python -m imagegen` against the dev host (real HTTP, real stack)."""
+"""imagegen_client (clients/python) and its command line against the dev host (real HTTP, real stack)."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import uuid
 from pathlib import Path
 
 import pytest
-
-from imagegen.client import (
+from imagegen_client import (
+    AsyncImageGenClient,
     AuthenticationError,
     ContentFilteredError,
     IdempotencyKeyReusedError,
@@ -20,9 +21,12 @@ from imagegen.client import (
     ThrottledError,
     WaitTimeoutError,
 )
+
 from tests.integration.conftest import FAULT_SETTINGS, StackFactory
 from tests.integration.test_durable_jobs import DURABLE_SETTINGS, FAST_DEVHOST
 from tests.integration.test_function_app import Api, _api
+
+CLIENT_SRC = Path(__file__).resolve().parents[2] / "clients" / "python" / "src"
 
 
 @pytest.fixture
@@ -49,6 +53,23 @@ def test_generate_follows_202_and_returns_the_images(
     saved = client.download(job.images[0], tmp_path / "boat.png")
     assert saved.read_bytes().startswith(b"\x89PNG")
     assert client.get(job.id).images[0].blob == job.images[0].blob
+
+
+async def test_the_async_client_generates_downloads_and_cancels(api: Api, tmp_path: Path) -> None:
+    api.emulator("POST", "config", {"latency_seconds": 1.5})
+    async with AsyncImageGenClient(api.base, api.stack.function_key, verify=api.ca) as client:
+        seen: list[str] = []
+        job = await client.generate("an async kite", on_progress=lambda j, _: seen.append(j.status))
+        assert job.status == "succeeded"
+        assert seen[-1] == "succeeded" and len(seen) >= 2
+        saved = await client.download(job.images[0], tmp_path / "kite.png")
+        assert saved.read_bytes().startswith(b"\x89PNG")
+        assert (await client.get(job.id)).id == job.id
+        api.emulator("POST", "config", {"latency_seconds": 10})
+        with pytest.raises(WaitTimeoutError) as caught:
+            await client.generate("a slow async one", timeout=1)
+        assert caught.value.job is not None
+        assert (await client.cancel(caught.value.job.id)).status == "canceled"
 
 
 def test_the_same_idempotency_key_is_the_same_job(api: Api, client: ImageGenClient) -> None:
@@ -106,15 +127,25 @@ def test_the_clients_own_timeout_leaves_the_job_running_then_cancel(api: Api, cl
 
 def test_the_cli_saves_the_image_and_prints_the_link(api: Api, tmp_path: Path) -> None:
     target = tmp_path / "out" / "dog.png"
-    command = [sys.executable, "-m", "imagegen", "a painting of a dog", "-o", str(target)]
+    command = [sys.executable, "-m", "imagegen_client", "a painting of a dog", "-o", str(target)]
     command += ["--url", api.base, "--key", api.stack.function_key, "--ca-file", api.ca]
-    done = subprocess.run(command, capture_output=True, text=True, timeout=60, check=False)
+    # The client is imported from its source tree, as pytest's pythonpath does for this process.
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(CLIENT_SRC), os.environ.get("PYTHONPATH")])),
+    }
+    done = subprocess.run(command, capture_output=True, text=True, timeout=60, check=False, env=env)
     assert done.returncode == 0, done.stderr
     assert target.read_bytes().startswith(b"\x89PNG")
     assert "SAS link  https://127.0.0.1:" in done.stdout
     assert f"saved     {target}" in done.stdout
     refused = subprocess.run(
-        [*command[:3], "forbidden", *command[4:]], capture_output=True, text=True, timeout=60, check=False
+        [*command[:3], "forbidden", *command[4:]],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        env=env,
     )
     assert refused.returncode == 3
     assert "content filter" in refused.stderr
