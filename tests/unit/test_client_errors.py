@@ -64,7 +64,7 @@ CLIENT_CODES = {
 
 
 def _server_errors_module() -> ModuleType:
-    """The app's error module: imagegen/domain/errors.py once the app is layered, else imagegen/domain/errors.py."""
+    """The app's error module, imagegen/domain/errors.py (imagegen/errors.py before the layers)."""
     for name in ("imagegen.domain.errors", "imagegen.errors"):
         try:
             return importlib.import_module(name)
