@@ -26,6 +26,7 @@ from aiohttp.abc import AbstractResolver, ResolveResult
 
 from imagegen.domain.callbacks import Resolver, check_callback_url, is_forbidden, resolve_host
 from imagegen.domain.errors import InvalidRequest
+from imagegen.domain.settings import webhook_signing_key
 
 log = logging.getLogger(__name__)
 
@@ -35,9 +36,7 @@ BACKOFF_SECONDS = (1.0, 2.0, 4.0, 8.0)
 
 
 def signing_key(secret: str) -> bytes:
-    if secret.startswith("whsec_"):
-        return base64.b64decode(secret.removeprefix("whsec_"))
-    return secret.encode()
+    return webhook_signing_key(secret)
 
 
 def sign(secret: str, message_id: str, timestamp: int, body: bytes) -> str:

@@ -32,8 +32,13 @@ def is_forbidden(address: str, allow_loopback: bool) -> bool:
     ip = ipaddress.ip_address(address.split("%")[0])
     if ip.is_loopback:
         return not allow_loopback
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        return is_forbidden(str(ip.ipv4_mapped), allow_loopback)
+    if isinstance(ip, ipaddress.IPv6Address):
+        # An IPv4 address carried inside IPv6 (mapped, 6to4 2002::/16, Teredo 2001::/32) is judged
+        # as that IPv4 address, and a tunnel is never a way in.
+        if ip.ipv4_mapped is not None:
+            return is_forbidden(str(ip.ipv4_mapped), allow_loopback)
+        if ip.sixtofour is not None or ip.teredo is not None:
+            return True
     return (
         ip.is_private
         or ip.is_link_local

@@ -7,6 +7,7 @@ the API. Values out of range for the configured model are the caller's error (40
 from __future__ import annotations
 
 import re
+import unicodedata
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -247,8 +248,8 @@ def validate_image_request(document: Mapping[str, Any], rules: ModelRules) -> Im
     prompt = document.get("prompt")
     if not isinstance(prompt, str):
         raise InvalidRequest("'prompt' is required and must be a string", field="prompt")
-    if not prompt.strip():
-        raise InvalidRequest("'prompt' must not be empty", field="prompt")
+    if not _has_visible_character(prompt):
+        raise InvalidRequest("'prompt' must not be empty (or only invisible characters)", field="prompt")
     if len(prompt) > rules.max_prompt_chars:
         raise InvalidRequest(
             f"'prompt' is longer than {rules.max_prompt_chars} characters for {rules.name}", field="prompt"
@@ -298,6 +299,18 @@ def validate_image_request(document: Mapping[str, Any], rules: ModelRules) -> Im
         output_compression=compression,
         user=user,
         metadata=_metadata(document.get("metadata")),
+    )
+
+
+# Format, control, private-use, unassigned and surrogate code points draw nothing (U+200B, U+2060,
+# U+FEFF, U+00AD …): a prompt of only those is empty.
+_INVISIBLE_CATEGORIES = frozenset({"Cf", "Cc", "Co", "Cn", "Cs"})
+
+
+def _has_visible_character(text: str) -> bool:
+    return any(
+        not character.isspace() and unicodedata.category(character) not in _INVISIBLE_CATEGORIES
+        for character in text
     )
 
 

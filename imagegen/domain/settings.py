@@ -6,6 +6,8 @@ compares them). A missing or malformed setting raises SettingsError naming it, a
 
 from __future__ import annotations
 
+import base64
+import binascii
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -167,7 +169,7 @@ class Settings:
             max_wait_seconds=max_wait,
             upstream_timeout_seconds=upstream_timeout,
             job_lease_seconds=reader.number(ENV_JOB_LEASE_SECONDS, default=30.0, low=5.0, high=600.0),
-            webhook_secret=reader.optional(ENV_WEBHOOK_SECRET),
+            webhook_secret=_webhook_secret(reader.optional(ENV_WEBHOOK_SECRET)),
             allow_local_webhooks=reader.flag(ENV_ALLOW_LOCAL_WEBHOOKS),
             prices=_prices(reader.optional(ENV_IMAGE_PRICES)),
         )
@@ -181,6 +183,34 @@ class Settings:
     @property
     def lifecycle(self) -> Lifecycle:
         return self.catalog_model.lifecycle
+
+
+# Standard Webhooks: the signing key is 24 to 64 bytes (`whsec_` + base64, or the text itself).
+WEBHOOK_KEY_BYTES = (24, 64)
+
+
+def webhook_signing_key(secret: str) -> bytes:
+    """The HMAC key of a WEBHOOK_SECRET; ValueError when it is not a sound one."""
+    if secret.startswith("whsec_"):
+        try:
+            key = base64.b64decode(secret.removeprefix("whsec_"), validate=True)
+        except binascii.Error:
+            raise ValueError("must be whsec_ followed by base64") from None
+    else:
+        key = secret.encode()
+    low, high = WEBHOOK_KEY_BYTES
+    if not low <= len(key) <= high:
+        raise ValueError(f"must be a key of {low} to {high} bytes (whsec_ + base64, or plain text)")
+    return key
+
+
+def _webhook_secret(secret: str | None) -> str | None:
+    if secret is not None:
+        try:
+            webhook_signing_key(secret)
+        except ValueError as problem:
+            raise SettingsError(ENV_WEBHOOK_SECRET, str(problem)) from None
+    return secret
 
 
 def _prices(override: str | None) -> PriceTable:

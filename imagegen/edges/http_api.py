@@ -62,8 +62,14 @@ def parse_prefer(header: str | None) -> Preference:
     return Preference(respond_async, wait)
 
 
+# Every JSON answer: never sniffed as something else, never cached (job answers carry SAS links).
+JSON_HEADERS = {"X-Content-Type-Options": "nosniff", "Cache-Control": "no-store"}
+
+
 def _json_response(body: Any, status: int, headers: dict[str, str] | None = None) -> func.HttpResponse:
-    return func.HttpResponse(json.dumps(body), status_code=status, headers=headers, mimetype=JSON)
+    return func.HttpResponse(
+        json.dumps(body), status_code=status, headers={**JSON_HEADERS, **(headers or {})}, mimetype=JSON
+    )
 
 
 def _retry_after(seconds: float) -> str:

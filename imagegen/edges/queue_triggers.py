@@ -12,8 +12,9 @@ from typing import Any
 import azure.functions as func
 
 from imagegen.core.intake import build_submission, check_idempotency_key
-from imagegen.domain.errors import InvalidRequest
+from imagegen.domain.errors import IdempotencyKeyReused, InvalidRequest
 from imagegen.domain.jsontext import NotJson, parse_json
+from imagegen.domain.logtext import escaped
 from imagegen.domain.messages import JobMessage
 from imagegen.edges.context import HandlerContext
 
@@ -23,7 +24,7 @@ log = logging.getLogger(__name__)
 async def run_image_job(msg: func.QueueMessage, context: HandlerContext) -> None:
     message = JobMessage.parse(msg.get_body())
     if message is None:
-        log.warning("image-jobs message %s is not a job message; dropped", msg.id)
+        log.warning("image-jobs message %s is not a job message; dropped", escaped(msg.id))
         return
     await context.service().handle_job_message(message.job_id, message.carried)
 
@@ -31,7 +32,7 @@ async def run_image_job(msg: func.QueueMessage, context: HandlerContext) -> None
 async def fail_poisoned_image_job(msg: func.QueueMessage, context: HandlerContext) -> None:
     message = JobMessage.parse(msg.get_body())
     if message is None:
-        log.warning("image-jobs-poison message %s is not a job message; dropped", msg.id)
+        log.warning("image-jobs-poison message %s is not a job message; dropped", escaped(msg.id))
         return
     await context.service().handle_poisoned_job_message(message.job_id, msg.dequeue_count)
 
@@ -43,8 +44,15 @@ async def accept_image_request(msg: func.QueueMessage, context: HandlerContext) 
     A malformed message goes to `image-requests-poison` at once, wrapped with the reason.
     """
     service = context.service()
-    text = msg.get_body().decode("utf-8", errors="replace")
+    body = msg.get_body()
+    text = body.decode("utf-8", errors="replace")  # what the poison note shows
     try:
+        try:
+            body.decode("utf-8")
+        except UnicodeDecodeError:
+            raise InvalidRequest(
+                "the message is not valid UTF-8 (HTTP refuses the same bytes)", field="body"
+            ) from None
         document: Any = parse_json(text)
         if not isinstance(document, dict):
             raise InvalidRequest("the message must be a JSON object", field="body")
@@ -60,11 +68,20 @@ async def accept_image_request(msg: func.QueueMessage, context: HandlerContext) 
         await service.reject_request_message(
             text, InvalidRequest(f"the message is not valid JSON ({error.reason})", field="body")
         )
-        log.warning("image-requests message %s is not JSON: moved to poison", msg.id)
+        log.warning("image-requests message %s is not JSON: moved to poison", escaped(msg.id))
         return
     except InvalidRequest as error:
         await service.reject_request_message(text, error)
-        log.warning("image-requests message %s is invalid (%s): moved to poison", msg.id, error.field)
+        log.warning(
+            "image-requests message %s is invalid (%s): moved to poison",
+            escaped(msg.id),
+            escaped(error.field),
+        )
         return
-    job = await service.submit_async(submission)
-    log.info("image-requests message %s became job %s", msg.id, job.id)
+    try:
+        job = await service.submit_async(submission)
+    except IdempotencyKeyReused as error:  # no retry can fix it: poison at once, with the reason
+        await service.reject_request_message(text, error)
+        log.warning("image-requests message %s reuses an idempotency key: moved to poison", escaped(msg.id))
+        return
+    log.info("image-requests message %s became job %s", escaped(msg.id), job.id)
