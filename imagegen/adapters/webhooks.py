@@ -145,8 +145,10 @@ class WebhookSender:
             if 200 <= status < 300:
                 log.info("webhook %s delivered (attempt %d)", message_id, attempt)
                 return True
-            if 400 <= status < 500 and status not in (408, 429):
-                log.warning("webhook %s refused with %d; not retried", message_id, status)
+            if 300 <= status < 400 or (400 <= status < 500 and status not in (408, 429)):
+                # A redirect (never followed: it would carry the signed body elsewhere) or a refusal
+                # answers the same way next time.
+                log.warning("webhook %s answered %d; not retried", message_id, status)
                 return False
             if attempt < DELIVERY_ATTEMPTS:
                 await self._sleep(BACKOFF_SECONDS[min(attempt - 1, len(BACKOFF_SECONDS) - 1)])

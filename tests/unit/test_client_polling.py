@@ -148,3 +148,20 @@ async def test_the_async_client_is_awaited_inside_a_running_loop() -> None:
         job = await client.generate("a")
     assert job.status == "succeeded"
     assert virtual.slept == [2.0]
+
+
+@both_clients
+@pytest.mark.parametrize(
+    "location",
+    ["https://attacker.test/steal", "http://api.test:8443/api/images/x", "https://api.test/api/images/x"],
+)
+def test_a_location_on_another_origin_is_never_followed_with_the_key(kind: ClientKind, location: str) -> None:
+    """A 202 whose Location points elsewhere (another host, port or scheme) would receive the
+    function key: the client refuses to follow it."""
+    from imagegen_client import ApiError
+
+    api = FakeApi(running(location=location), succeeded(images=1))
+    client = ClientDriver(kind, api)
+    with pytest.raises(ApiError, match="outside the API"):
+        client.generate("a")
+    assert [str(r.url) for r in api.requests] == [f"{API_BASE}/images"]

@@ -138,3 +138,36 @@ async def test_a_name_that_rebinds_to_loopback_after_the_check_is_not_connected(
         await listener.wait_closed()
     assert delivered is False
     assert connections == []
+
+
+@pytest.mark.parametrize("status", [301, 302, 307, 308])
+async def test_a_redirecting_receiver_is_not_followed_nor_retried(status: int) -> None:
+    """A 3xx will answer the same way next time: one attempt, no redirect followed, not delivered."""
+    from aiohttp import web
+    from aiohttp.test_utils import TestServer
+
+    hits: list[str] = []
+
+    async def redirect(request: web.Request) -> web.Response:
+        hits.append(request.path)
+        return web.Response(status=status, headers={"Location": "http://127.0.0.1:9/elsewhere"})
+
+    app = web.Application()
+    app.router.add_post("/hook", redirect)
+    server = TestServer(app, host="127.0.0.1")
+    await server.start_server()
+
+    async def no_sleep(seconds: float) -> None:
+        return None
+
+    async def loopback(host: str, port: int) -> list[str]:
+        return ["127.0.0.1"]
+
+    sender = WebhookSender(SECRET, allow_local=True, resolver=loopback, sleep=no_sleep)
+    try:
+        delivered = await sender.deliver(str(server.make_url("/hook")), "job.succeeded", b"{}")
+    finally:
+        await sender.close()
+        await server.close()
+    assert delivered is False
+    assert hits == ["/hook"]

@@ -246,8 +246,13 @@ class JobFollower:
         if elapsed + delay > self._timeout:
             raise WaitTimeoutError(f"job {job.id} did not end within {self._timeout:g} s", job=job)
         location = response.headers.get("Location")
-        url = str(response.request.url.join(location)) if location else self._endpoint.job_url(job.id)
-        return Poll(self._endpoint.poll(url), delay)
+        url = response.request.url.join(location) if location else httpx.URL(self._endpoint.job_url(job.id))
+        if _origin(url) != _origin(httpx.URL(self._endpoint.api_base)):
+            # Following it would send the function key to whoever the Location names.
+            raise ApiError(
+                f"the API's Location points outside the API ({_origin(url)}); not followed", job=job
+            )
+        return Poll(self._endpoint.poll(str(url)), delay)
 
 
 # --- transport failures ---------------------------------------------------------------------
