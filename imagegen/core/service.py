@@ -217,7 +217,12 @@ class ImageService:
             etag = await self.jobs.create(job)
         except BlobAlreadyExists:
             return await self._existing(job.id, submission, wait_seconds=0)
-        await self.queues.send(QUEUE_IMAGE_JOBS, JobMessage(job.id, VersionedJob(job, etag)).to_json())
+        try:
+            await self.queues.send(QUEUE_IMAGE_JOBS, JobMessage(job.id, VersionedJob(job, etag)).to_json())
+        except StorageError as error:
+            # Without its message nobody would ever run it: end it rather than leave it queued for ever.
+            await self.jobs.fail_unless_finished(job.id, error)
+            raise
         log.info("job %s queued (n=%d, size=%s)", job.id, job.request.n, job.request.size)
         return job
 
