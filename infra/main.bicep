@@ -261,7 +261,6 @@ module rbac 'app/rbac.bicep' = {
     identityPrincipalId: identity.outputs.principalId
     userPrincipalId: deployerPrincipalId
     userPrincipalType: principalType
-    grantFoundryModelUser: openAiModelIsFlux
   }
 }
 
@@ -273,6 +272,7 @@ module openAiRbac 'app/openai-rbac.bicep' = {
     identityPrincipalId: identity.outputs.principalId
     userPrincipalId: deployerPrincipalId
     userPrincipalType: principalType
+    grantFoundryModelUser: openAiModelIsFlux
   }
 }
 

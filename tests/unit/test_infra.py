@@ -545,3 +545,19 @@ def test_preprovision_hook_generates_a_secret_once(fake_azd: tuple[Path, Path]) 
     assert _run_hook(bin_dir, WEBHOOK_SECRET="whsec_existing").returncode == 0
     assert _run_hook(bin_dir, WEBHOOKS_ENABLED="False").returncode == 0
     assert not record.exists()
+
+
+def test_every_module_call_passes_parameters_its_module_declares_and_all_it_requires(
+    bicep: dict[str, dict[str, Any]],
+) -> None:
+    """No bicep binary here: a parameter passed to a module that does not declare it (or a required one
+    left out) would only fail at deployment, so compare each call with the module's parameters."""
+    for caller, module_file in bicep.items():
+        for module_name, module in module_file.get("modules", {}).items():
+            target = str(Path(caller).parent / module["detail"]["path"]).removeprefix("./")
+            declared = bicep[target]["parameters"]
+            config = module["config"]
+            passed = set((config.get("config", config).get("params") or {}))
+            assert passed <= set(declared), f"{caller}:{module_name} passes {sorted(passed - set(declared))}"
+            required = {name for name, spec in declared.items() if spec.get("default") is None}
+            assert required <= passed, f"{caller}:{module_name} leaves out {sorted(required - passed)}"
