@@ -120,6 +120,19 @@ param retentionDays int = 7
 @description('Prices that replace the shipped table per model (IMAGE_PRICES, JSON: {"gpt-image-2": {"text_input_per_million": 5, "image_input_per_million": 8, "output_per_million": 30, "currency": "USD", "as_of": "2026-12-01"}}); empty for the shipped list prices.')
 param imagePrices string = ''
 
+@description('Object ids of queue producers: Storage Queue Data Message Sender on image-requests only.')
+param pipelineProducerPrincipalIds array = []
+
+@description('Object ids of result consumers: Storage Queue Data Message Processor on image-results only.')
+param pipelineConsumerPrincipalIds array = []
+
+@allowed([
+  'User'
+  'ServicePrincipal'
+  'Group'
+])
+param pipelinePrincipalType string = 'ServicePrincipal'
+
 // ---------------------------------------------------------------- webhooks
 @description('Sign callback_url webhooks; creates a Key Vault holding WEBHOOK_SECRET. False: no Key Vault, no WEBHOOK_SECRET.')
 param webhooksEnabled bool = true
@@ -262,6 +275,22 @@ module rbac 'app/rbac.bicep' = {
     userPrincipalId: deployerPrincipalId
     userPrincipalType: principalType
   }
+}
+
+module pipelineRbac 'app/pipeline-rbac.bicep' = if (!empty(pipelineProducerPrincipalIds) || !empty(pipelineConsumerPrincipalIds)) {
+  name: 'pipeline-rbac'
+  scope: rg
+  params: {
+    storageAccountName: storage.outputs.name
+    producerPrincipalIds: pipelineProducerPrincipalIds
+    consumerPrincipalIds: pipelineConsumerPrincipalIds
+    principalType: pipelinePrincipalType
+    requestsQueueName: 'image-requests'
+    resultsQueueName: 'image-results'
+  }
+  dependsOn: [
+    storage
+  ]
 }
 
 module openAiRbac 'app/openai-rbac.bicep' = {

@@ -48,6 +48,8 @@ DOCUMENTED_ROLES = {
     "Storage Queue Data Contributor": "974c5e8b-45b9-4653-ba55-5f855dd0fb88",
     "Monitoring Metrics Publisher": "3913510d-42f4-4e42-8a64-420c390055eb",
     "Key Vault Secrets User": "4633458b-17de-408a-b874-0445c86b69e6",
+    "Storage Queue Data Message Sender": "c6a89b2d-59bc-44d0-9896-0f6e12d7b80a",
+    "Storage Queue Data Message Processor": "8a0f0c08-91a1-4084-bc3d-661d67233fed",
 }
 # roles.json key -> documented role name.
 ROLE_KEYS = {
@@ -57,6 +59,8 @@ ROLE_KEYS = {
     "storageQueueDataContributor": "Storage Queue Data Contributor",
     "monitoringMetricsPublisher": "Monitoring Metrics Publisher",
     "keyVaultSecretsUser": "Key Vault Secrets User",
+    "storageQueueDataMessageSender": "Storage Queue Data Message Sender",
+    "storageQueueDataMessageProcessor": "Storage Queue Data Message Processor",
 }
 
 GUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
@@ -388,7 +392,7 @@ def test_role_assignments_are_named_with_guid_and_use_roles_json(bicep: dict[str
             assert accessor["operand_1"] == "roles", f"{name}:{resource_name}"
             assert accessor["operand_2"] in ROLE_KEYS
     # identity: blob, queue, metrics, key vault, openai; deploying user: blob, queue, metrics, openai
-    assert assignments == 11  # two of them only with a FLUX model
+    assert assignments == 13  # two only with a FLUX model, two per listed pipeline identity
 
 
 def test_keyless_resources(bicep: dict[str, dict[str, Any]]) -> None:
@@ -561,3 +565,23 @@ def test_every_module_call_passes_parameters_its_module_declares_and_all_it_requ
             assert passed <= set(declared), f"{caller}:{module_name} passes {sorted(passed - set(declared))}"
             required = {name for name, spec in declared.items() if spec.get("default") is None}
             assert required <= passed, f"{caller}:{module_name} leaves out {sorted(required - passed)}"
+
+
+def test_pipeline_identities_get_queue_scoped_roles_on_their_queue_only(bicep: dict[str, dict[str, Any]]) -> None:
+    """A producer may send to image-requests, a consumer read image-results: never the account, whose
+    image-jobs queue would let them run or replay jobs."""
+    module = bicep["app/pipeline-rbac.bicep"]
+    resources = module["resources"]
+    scopes = {name: resources[name]["config"]["config"]["scope"] for name in ("producers", "consumers")}
+    assert scopes == {"producers": "requestsQueue", "consumers": "resultsQueue"}
+    roles = {
+        name: resources[name]["config"]["config"]["properties"]["roleDefinitionId"]["function"]["parameters"]
+        for name in ("producers", "consumers")
+    }
+    text = (INFRA / "app" / "pipeline-rbac.bicep").read_text()
+    assert "roles.storageQueueDataMessageSender" in text and "roles.storageQueueDataMessageProcessor" in text
+    assert "storageQueueDataContributor" not in text
+    assert roles
+    params = bicep["main.bicep"]["modules"]["pipelineRbac"]["config"]
+    passed = params.get("config", params)["params"]
+    assert (passed["requestsQueueName"], passed["resultsQueueName"]) == (QUEUE_IMAGE_REQUESTS, QUEUE_IMAGE_RESULTS)
