@@ -471,6 +471,8 @@ def test_parameters_file_matches_main(bicep: dict[str, dict[str, Any]]) -> None:
             assert int(text) == declared, name
         elif params[name]["type"] == "bool":
             assert text == str(declared).lower(), name
+        elif params[name]["type"] == "array":
+            assert json.loads(text) == declared, name
         else:
             assert text == declared, name
 
