@@ -79,7 +79,7 @@ async def _queued(service: ImageService, jobs_queue: QueueClient, n: int) -> int
     [message] = [m async for m in jobs_queue.receive_messages(max_messages=1, visibility_timeout=60)]
     parsed = JobMessage.parse(message.content)
     assert parsed is not None
-    done = await service.handle_job_message(parsed.job_id, parsed.carried)
+    done = await service.handle_job_message(parsed.job_id)
     await jobs_queue.delete_message(message)
     if done is None or done.status.value != "succeeded" or done.id != job.id:
         raise RuntimeError("the queued job did not succeed")

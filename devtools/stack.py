@@ -154,6 +154,7 @@ def app_settings(
     model: str,
     deployment: str,
     ca_file: Path,
+    public_api_base: str | None = None,
     overrides: Mapping[str, str] | None = None,
 ) -> dict[str, str]:
     """The function app's settings for this stack: what local.settings.json would hold."""
@@ -174,6 +175,8 @@ def app_settings(
         "SSL_CERT_FILE": str(ca_file),
         "REQUESTS_CA_BUNDLE": str(ca_file),
     }
+    if public_api_base is not None:  # where links in job JSON point: the dev host, never a Host header
+        settings["PUBLIC_API_BASE"] = public_api_base
     if api_style is not None:  # else the dialect Microsoft documents for the model (the catalog's)
         settings["AZURE_OPENAI_API_STYLE"] = api_style
     if aoai.api_key:
@@ -254,6 +257,7 @@ def _start_local_stack(
             model=model,
             deployment=deployment or model,
             ca_file=tls.ca_cert,
+            public_api_base=f"http://127.0.0.1:{ports.devhost}/api",
             overrides=setting_overrides,
         )
         key = function_key or secrets.token_urlsafe(24)

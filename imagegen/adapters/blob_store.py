@@ -181,7 +181,10 @@ class BlobStore:
         return JsonBlob(document, str(downloader.properties.etag))
 
     async def replace_json(self, container: str, name: str, document: Mapping[str, Any], *, etag: str) -> str:
-        """Replace only if unchanged since `etag` (If-Match); returns the new ETag."""
+        """Replace only if unchanged since `etag` (If-Match); returns the new ETag. Never a wildcard:
+        `*` would match any version, so it is refused."""
+        if not etag or etag.strip() == "*":
+            raise ValueError("replace_json needs the ETag that was read, not a wildcard")
         blob = self.client.get_blob_client(container, name)
         try:
             result = await blob.upload_blob(

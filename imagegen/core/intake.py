@@ -29,7 +29,6 @@ async def build_submission(
     rules: ModelRules,
     settings: Settings,
     idempotency_key: str | None,
-    api_base: str | None,
 ) -> Submission:
     """Validate the body (and its callback_url against the SSRF guard) for the configured model."""
     fields = dict(document)
@@ -46,5 +45,4 @@ async def build_submission(
         body_hash=Submission.hash_body(document),
         idempotency_key=idempotency_key,
         callback_url=callback_url,
-        api_base=api_base,
     )

@@ -41,7 +41,7 @@ from imagegen.domain.errors import (
     ProcessingFailed,
     StorageError,
 )
-from imagegen.domain.jobs import Job, JobStatus, JobView, Operation, StoredImage, VersionedJob
+from imagegen.domain.jobs import Job, JobStatus, JobView, Operation, Output, StoredImage, VersionedJob
 from imagegen.domain.messages import JobMessage
 from imagegen.domain.ports import (
     BlobAlreadyExists,
@@ -89,7 +89,6 @@ class Submission:
     body_hash: str
     idempotency_key: str | None = None
     callback_url: str | None = None
-    api_base: str | None = None
 
     @staticmethod
     def hash_body(document: dict[str, Any]) -> str:
@@ -206,7 +205,6 @@ class ImageService:
             callback_url=submission.callback_url,
             idempotency_key_hash=key_hash,
             body_hash=submission.body_hash,
-            api_base=submission.api_base,
             model=self.settings.catalog_model.name,
         )
 
@@ -214,11 +212,11 @@ class ImageService:
         """Record the job and queue it for a worker at once (Prefer: respond-async, queue input)."""
         job = self._new_job(submission, JobStatus.QUEUED)
         try:
-            etag = await self.jobs.create(job)
+            await self.jobs.create(job)
         except BlobAlreadyExists:
             return await self._existing(job.id, submission, wait_seconds=0)
         try:
-            await self.queues.send(QUEUE_IMAGE_JOBS, JobMessage(job.id, VersionedJob(job, etag)).to_json())
+            await self.queues.send(QUEUE_IMAGE_JOBS, JobMessage(job.id).to_json())
         except StorageError as error:
             # Without its message nobody would ever run it: end it rather than leave it queued for ever.
             await self.jobs.fail_unless_finished(job.id, error)
@@ -410,25 +408,11 @@ class ImageService:
 
     # --- the queue worker ----------------------------------------------------------------------
 
-    async def handle_job_message(self, job_id: str, sent: VersionedJob | None = None) -> Job | None:
+    async def handle_job_message(self, job_id: str) -> Job | None:
         """`image-jobs`: run, resume, re-delay or finish publishing one job.
 
-        `sent` is the record as the message carried it: if it is still current, leasing it takes one
-        conditional write; if anything changed since, the write fails and the record is read.
+        The message names the job only; the stored record decides, leased If-Match with the ETag read.
         """
-        if (
-            sent is not None
-            and sent.job.id == job_id
-            and not sent.job.status.terminal
-            and not sent.job.attempts
-        ):
-            leased = self._leased(sent.job)
-            try:
-                etag = await self.jobs.write_if_unchanged(leased, etag=sent.etag)
-            except BlobChanged:
-                pass  # the record moved on (canceled, taken, …): decide from the stored one
-            else:
-                return await self._run_leased(VersionedJob(leased, etag))
         try:
             versioned = await self.jobs.read(job_id)
         except JobNotFound:
@@ -436,14 +420,14 @@ class ImageService:
             return None
         job, now = versioned.job, self._clock()
         if job.status.terminal:
-            await self._after_terminal(job)
+            await self._after_terminal(job)  # only what is not recorded as delivered: a replay sends nothing
             return job
         if job.id in self._handles or job.lease_is_live(now):
             remaining = (
                 (job.lease_until - now).total_seconds() if job.lease_until else self._lease.total_seconds()
             )
             await self.queues.send(
-                QUEUE_IMAGE_JOBS, {"job_id": job.id}, delay_seconds=remaining + GRACE_MARGIN_SECONDS
+                QUEUE_IMAGE_JOBS, JobMessage(job.id).to_json(), delay_seconds=remaining + GRACE_MARGIN_SECONDS
             )
             log.info("job %s is leased by a live worker; checking again in %.0f s", job.id, remaining)
             return job
@@ -456,7 +440,9 @@ class ImageService:
             etag = await self.jobs.write_if_unchanged(leased, etag=versioned.etag)
         except BlobChanged:
             # Someone else took it (or canceled it) just now: look again later.
-            await self.queues.send(QUEUE_IMAGE_JOBS, {"job_id": job.id}, delay_seconds=GRACE_MARGIN_SECONDS)
+            await self.queues.send(
+                QUEUE_IMAGE_JOBS, JobMessage(job.id).to_json(), delay_seconds=GRACE_MARGIN_SECONDS
+            )
             return None
         return await self._run_leased(VersionedJob(leased, etag))
 
@@ -518,9 +504,24 @@ class ImageService:
     # --- after the end -----------------------------------------------------------------------
 
     async def _after_terminal(self, job: Job) -> None:
-        """Publish to `image-results` and POST the callback (at least once; ids let receivers dedupe)."""
-        body = render_job(await self.view(job), None)
-        await self.queues.send(QUEUE_IMAGE_RESULTS, result_message(body))
-        if job.callback_url and self._webhooks is not None:
+        """Publish to `image-results` and POST the callback, then record that both were done.
+
+        At least once: a crash before the record is written publishes again (ids let receivers
+        dedupe); once recorded, a replayed message sends nothing.
+        """
+        outputs = self._outputs(job)
+        missing = outputs - job.published
+        if not missing:
+            return
+        body = render_job(await self.view(job), self.settings.api_base)
+        if Output.RESULTS in missing:
+            await self.queues.send(QUEUE_IMAGE_RESULTS, result_message(body))
+        if Output.WEBHOOK in missing and job.callback_url and self._webhooks is not None:
             payload = json.dumps(body, separators=(",", ":")).encode()
+            # Delivered, or refused for good (the sender retries what may still succeed): done.
             await self._webhooks.deliver(job.callback_url, f"{job.id}.{job.status.value}", payload)
+        await self.jobs.update(job.id, lambda current: current.with_published(outputs))
+
+    def _outputs(self, job: Job) -> frozenset[Output]:
+        wants_webhook = job.callback_url is not None and self._webhooks is not None
+        return frozenset({Output.RESULTS, *((Output.WEBHOOK,) if wants_webhook else ())})

@@ -14,7 +14,7 @@ def job_url(api_base: str, job_id: str) -> str:
     return f"{api_base}/images/{job_id}"
 
 
-def render_job(view: JobView, api_base: str | None) -> dict[str, Any]:
+def render_job(view: JobView, api_base: str) -> dict[str, Any]:
     """No internal fields (lease, hashes, callback) and no secrets."""
     job = view.job
     record = job.to_record()
@@ -44,9 +44,7 @@ def render_job(view: JobView, api_base: str | None) -> dict[str, Any]:
     body.update({name: record[name] for name in ("model", "usage", "cost") if name in record})
     if job.error is not None:
         body["error"] = {k: v for k, v in job.error.items() if k in ("code", "message", "details")}
-    base = api_base or job.api_base
-    if base:
-        body["urls"] = {"get": job_url(base, job.id), "cancel": job_url(base, job.id)}
+    body["urls"] = {"get": job_url(api_base, job.id), "cancel": job_url(api_base, job.id)}
     return body
 
 

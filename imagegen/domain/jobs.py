@@ -65,6 +65,13 @@ class Operation(StrEnum):
     GENERATE = "generate"
 
 
+class Output(StrEnum):
+    """Where a finished job is published; the record says which have been done."""
+
+    RESULTS = "results"  # the image-results queue
+    WEBHOOK = "webhook"  # the callback_url
+
+
 # How each operation's request is read back from a job record.
 REQUEST_TYPES: dict[Operation, type[ImageRequest]] = {Operation.GENERATE: ImageRequest}
 
@@ -94,8 +101,8 @@ class Job:
     idempotency_key_hash: str | None = None
     body_hash: str | None = None
     callback_url: str | None = field(default=None, repr=False)
-    api_base: str | None = None  # e.g. https://app.azurewebsites.net/api, for links in results
     operation: Operation = Operation.GENERATE
+    published: frozenset[Output] = frozenset()  # outputs done for the terminal state
 
     @classmethod
     def new(
@@ -108,7 +115,6 @@ class Job:
         callback_url: str | None = None,
         idempotency_key_hash: str | None = None,
         body_hash: str | None = None,
-        api_base: str | None = None,
         model: str | None = None,
         operation: Operation = Operation.GENERATE,
     ) -> Job:
@@ -121,7 +127,6 @@ class Job:
             callback_url=callback_url,
             idempotency_key_hash=idempotency_key_hash,
             body_hash=body_hash,
-            api_base=api_base,
             model=model,
             operation=operation,
         )
@@ -185,9 +190,10 @@ class Job:
             "idempotency_key_hash": self.idempotency_key_hash,
             "body_hash": self.body_hash,
             "callback_url": self.callback_url,
-            "api_base": self.api_base,
         }
         record["operation"] = self.operation.value
+        if self.published:
+            record["published"] = sorted(output.value for output in self.published)
         record.update({k: v for k, v in optional.items() if v is not None})
         record["attempts"] = self.attempts
         return record
@@ -200,6 +206,7 @@ class Job:
             status=JobStatus(record["status"]),
             request=REQUEST_TYPES[operation].from_record(record["request"]),
             operation=operation,
+            published=frozenset(Output(value) for value in record.get("published", [])),
             created_at=datetime.fromisoformat(record["created_at"]),
             updated_at=datetime.fromisoformat(record["updated_at"]),
             completed_at=datetime.fromisoformat(record["completed_at"])
@@ -216,7 +223,6 @@ class Job:
             idempotency_key_hash=record.get("idempotency_key_hash"),
             body_hash=record.get("body_hash"),
             callback_url=record.get("callback_url"),
-            api_base=record.get("api_base"),
         )
 
     def succeeded(
@@ -247,6 +253,12 @@ class Job:
         return replace(
             self, status=JobStatus.FAILED, error=body, updated_at=now, completed_at=now, lease_until=None
         )
+
+    def with_published(self, outputs: frozenset[Output]) -> Job:
+        """Bookkeeping on a finished job (its state stays as it is): these outputs were done."""
+        if not self.status.terminal:
+            raise JobConflict("only a finished job is published", details={"status": self.status.value})
+        return replace(self, published=self.published | outputs)
 
     def failed_unless_finished(self, error: ImageGenError, now: datetime) -> Job | None:
         """`failed`, or None when the job has already ended (it then stays as it is)."""

@@ -10,7 +10,6 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from imagegen.domain.jobs import Job, VersionedJob
 from imagegen.domain.jsontext import NotJson, parse_json
 
 # Azure Queue Storage takes messages of up to 64 KiB, counted on what is sent: our base64 text.
@@ -49,35 +48,22 @@ def fitting_message(build: Callable[[int | None], Mapping[str, Any]], longest: i
 
 @dataclass(frozen=True)
 class JobMessage:
-    """An `image-jobs` message: the job id and, when small enough, the record as written with its
-    ETag, so a worker can lease the job with one conditional write instead of a read and a write."""
+    """An `image-jobs` message: the job id, nothing else. A worker always reads the stored record
+    and leases it If-Match with the ETag it read, so a message can never change a record (anything
+    else a message carries, a record included, is ignored)."""
 
     job_id: str
-    carried: VersionedJob | None = None
 
     def to_json(self) -> dict[str, Any]:
-        if self.carried is None:
-            return {"job_id": self.job_id}
-        carrying = {"job_id": self.job_id, "record": self.carried.job.to_record(), "etag": self.carried.etag}
-        return carrying if message_size(carrying) <= MAX_MESSAGE_BYTES else {"job_id": self.job_id}
+        return {"job_id": self.job_id}
 
     @classmethod
     def parse(cls, body: bytes | str) -> JobMessage | None:
-        """The message, or None when it is not a job message. A carried record that does not read is
-        dropped (the stored record decides); one that reads is only a hint, checked by its ETag."""
+        """The message, or None when it is not a job message."""
         try:
             document = parse_json(body)
         except NotJson:
             return None
         if not isinstance(document, dict) or not isinstance(document.get("job_id"), str):
             return None
-        record, etag = document.get("record"), document.get("etag")
-        carried = None
-        if isinstance(record, dict) and isinstance(etag, str):
-            try:
-                job = Job.from_record(record)
-            except (KeyError, TypeError, ValueError, AttributeError):
-                job = None
-            if job is not None and job.id == document["job_id"]:
-                carried = VersionedJob(job, etag)
-        return cls(str(document["job_id"]), carried)
+        return cls(str(document["job_id"]))

@@ -51,6 +51,7 @@ ENV_JOB_LEASE_SECONDS = "JOB_LEASE_SECONDS"
 ENV_WEBHOOK_SECRET = "WEBHOOK_SECRET"  # noqa: S105 - a setting name, not a secret
 ENV_ALLOW_LOCAL_WEBHOOKS = "ALLOW_LOCAL_WEBHOOKS"
 ENV_IMAGE_PRICES = "IMAGE_PRICES"
+ENV_PUBLIC_API_BASE = "PUBLIC_API_BASE"
 
 # What infra/ must set in Azure: every setting the app reads there (keyless: no API key, no
 # connection string; the local-development flag stays off).
@@ -75,6 +76,7 @@ DEPLOYED_SETTING_NAMES: frozenset[str] = frozenset(
         ENV_JOB_LEASE_SECONDS,
         ENV_WEBHOOK_SECRET,
         ENV_IMAGE_PRICES,
+        ENV_PUBLIC_API_BASE,
     }
 )
 # Read only on a developer's machine.
@@ -86,6 +88,8 @@ PLATFORM_SETTING_NAMES: frozenset[str] = frozenset(
     {"APPLICATIONINSIGHTS_CONNECTION_STRING", "APPLICATIONINSIGHTS_AUTHENTICATION_STRING"}
 )
 
+# The Functions host's route prefix (host.json extensions.http.routePrefix).
+ROUTE_PREFIX = "/api"
 QUEUE_IMAGE_JOBS = "image-jobs"
 QUEUE_IMAGE_REQUESTS = "image-requests"
 QUEUE_IMAGE_RESULTS = "image-results"
@@ -139,6 +143,7 @@ class Settings:
     webhook_secret: str | None = field(default=None, repr=False)
     allow_local_webhooks: bool = False
     prices: PriceTable = field(default_factory=shipped_prices, repr=False)
+    public_api_base: str | None = None  # e.g. https://<app>.azurewebsites.net/api
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Settings:
@@ -172,7 +177,14 @@ class Settings:
             webhook_secret=_webhook_secret(reader.optional(ENV_WEBHOOK_SECRET)),
             allow_local_webhooks=reader.flag(ENV_ALLOW_LOCAL_WEBHOOKS),
             prices=_prices(reader.optional(ENV_IMAGE_PRICES)),
+            public_api_base=_public_api_base(reader),
         )
+
+    @property
+    def api_base(self) -> str:
+        """Where the API is, for Location and the job's URLs: PUBLIC_API_BASE (the app's own host name
+        in Azure), else the route prefix alone (a relative URL). Never a request's Host header."""
+        return self.public_api_base or ROUTE_PREFIX
 
     @property
     def catalog_model(self) -> CatalogModel:
@@ -211,6 +223,18 @@ def _webhook_secret(secret: str | None) -> str | None:
         except ValueError as problem:
             raise SettingsError(ENV_WEBHOOK_SECRET, str(problem)) from None
     return secret
+
+
+def _public_api_base(reader: _Reader) -> str | None:
+    if reader.optional(ENV_PUBLIC_API_BASE) is None:
+        return None
+    value = reader.url(ENV_PUBLIC_API_BASE).rstrip("/")
+    parts = urlsplit(value)
+    if parts.query or parts.fragment or parts.username or parts.password:
+        raise SettingsError(
+            ENV_PUBLIC_API_BASE, "must be a plain URL such as https://<app>.azurewebsites.net/api"
+        )
+    return value
 
 
 def _prices(override: str | None) -> PriceTable:

@@ -15,7 +15,6 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import urlsplit
 
 import azure.functions as func
 
@@ -27,17 +26,11 @@ from imagegen.domain.jobs import Job, JobStatus
 from imagegen.domain.settings import Settings
 from imagegen.edges.context import HandlerContext
 from imagegen.edges.http_body import parse_json_object
-from imagegen.edges.routes import ROUTE_PREFIX
 
 log = logging.getLogger(__name__)
 
 POLL_AFTER_SECONDS = 2
 JSON = "application/json"
-
-
-def api_base(req: func.HttpRequest) -> str:
-    parts = urlsplit(req.url)
-    return f"{parts.scheme}://{parts.netloc}{ROUTE_PREFIX}"
 
 
 @dataclass(frozen=True)
@@ -88,7 +81,7 @@ async def job_response(
     service: ImageService, job: Job, req: func.HttpRequest, extra_headers: dict[str, str] | None = None
 ) -> func.HttpResponse:
     """A job's HTTP status follows its state: 200 done, 202 in progress, the error table when it failed."""
-    base = api_base(req)
+    base = service.settings.api_base
     body = render_job(await service.view(job), base)
     headers: dict[str, str] = dict(extra_headers or {})
     if job.status is JobStatus.SUCCEEDED:
@@ -126,7 +119,6 @@ async def create_image(req: func.HttpRequest, context: HandlerContext) -> func.H
             rules=service.rules,
             settings=service.settings,
             idempotency_key=check_idempotency_key(req.headers.get("Idempotency-Key")),
-            api_base=api_base(req),
         )
         preference = parse_prefer(req.headers.get("Prefer"))
         if preference.respond_async:
@@ -158,7 +150,7 @@ async def cancel_image(req: func.HttpRequest, context: HandlerContext) -> func.H
     async def action() -> func.HttpResponse:
         service = context.service()
         job = await service.cancel(req.route_params.get("id", ""))
-        return _json_response(render_job(await service.view(job), api_base(req)), 200)
+        return _json_response(render_job(await service.view(job), service.settings.api_base), 200)
 
     return await _guarded(action)
 

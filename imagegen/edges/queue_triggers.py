@@ -26,7 +26,7 @@ async def run_image_job(msg: func.QueueMessage, context: HandlerContext) -> None
     if message is None:
         log.warning("image-jobs message %s is not a job message; dropped", escaped(msg.id))
         return
-    await context.service().handle_job_message(message.job_id, message.carried)
+    await context.service().handle_job_message(message.job_id)
 
 
 async def fail_poisoned_image_job(msg: func.QueueMessage, context: HandlerContext) -> None:
@@ -62,7 +62,7 @@ async def accept_image_request(msg: func.QueueMessage, context: HandlerContext) 
             or f"queue:{msg.id}"
         )
         submission = await build_submission(
-            fields, rules=service.rules, settings=service.settings, idempotency_key=key, api_base=None
+            fields, rules=service.rules, settings=service.settings, idempotency_key=key
         )
     except NotJson as error:
         await service.reject_request_message(

@@ -1,3 +1,5 @@
 """Where the API lives: the Functions host's route prefix (host.json `extensions.http.routePrefix`)."""
 
-ROUTE_PREFIX = "/api"
+from imagegen.domain.settings import ROUTE_PREFIX
+
+__all__ = ["ROUTE_PREFIX"]

@@ -155,6 +155,11 @@ var applicationSettings = [
     name: 'IMAGE_PRICES'
     value: imagePrices
   }
+  {
+    // Where links in job JSON and Location point: the app's own host name, never a request's Host.
+    name: 'PUBLIC_API_BASE'
+    value: 'https://${name}.azurewebsites.net/api'
+  }
 ]
 
 // Resolved by the platform with keyVaultReferenceIdentity; the value never appears in the template.

@@ -473,3 +473,14 @@ def test_logs_hold_no_token_key_signature_or_prompt(stacks: StackFactory, marker
             text = process.log_text()
             for secret in secrets:
                 assert secret not in text, f"{process.name} log holds {secret[:12]}…"
+
+
+def test_a_forged_host_header_never_reaches_location_or_the_jobs_urls(identity_api: Api) -> None:
+    """Links that consumers follow with their function key come from PUBLIC_API_BASE, not from Host."""
+    response = identity_api.post(
+        {"prompt": "a fox"}, headers={"Host": "attacker.example", "Prefer": "respond-async"}
+    )
+    assert response.status_code == 202
+    assert response.headers["Location"].startswith(f"{identity_api.base}/images/")
+    assert "attacker" not in json.dumps(response.json())
+    assert response.json()["urls"]["get"].startswith(identity_api.base)

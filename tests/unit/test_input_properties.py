@@ -76,9 +76,7 @@ DOCUMENTS = NEARLY_VALID | st.dictionaries(FIELD_NAMES | ANY_TEXT, JSON_VALUES, 
 async def _intake(body: bytes) -> None:
     try:
         document = parse_json_object(body, "application/json")
-        await build_submission(
-            document, rules=GPT_IMAGE_2, settings=SETTINGS, idempotency_key=None, api_base=None
-        )
+        await build_submission(document, rules=GPT_IMAGE_2, settings=SETTINGS, idempotency_key=None)
     except InvalidRequest:
         pass
 

@@ -177,3 +177,21 @@ async def test_a_queue_request_whose_key_was_used_for_another_body_goes_to_poiso
     await accept_image_request(message, _context(service))  # type: ignore[arg-type]
     [(_, error)] = service.poisoned
     assert error["code"] == "idempotency_key_reused"
+
+
+# --- the URLs a job's JSON and Location carry ----------------------------------------------------
+
+
+def test_the_public_api_base_is_a_setting_and_links_default_to_relative() -> None:
+    assert Settings.from_env(ENV).api_base == "/api"  # no setting: relative, never a Host header
+    settings = Settings.from_env({**ENV, "PUBLIC_API_BASE": "https://my-app.azurewebsites.net/api/"})
+    assert settings.api_base == "https://my-app.azurewebsites.net/api"
+
+
+@pytest.mark.parametrize(
+    "value", ["my-app.azurewebsites.net/api", "https://my-app.azurewebsites.net/api?x=1", "https://u:p@h/api"]
+)
+def test_a_public_api_base_that_is_not_a_plain_url_stops_start_up(value: str) -> None:
+    with pytest.raises(SettingsError) as caught:
+        Settings.from_env({**ENV, "PUBLIC_API_BASE": value})
+    assert caught.value.name == "PUBLIC_API_BASE"
