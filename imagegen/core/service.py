@@ -270,9 +270,8 @@ class ImageService:
         """A repeated Idempotency-Key: the same body gets the same job (waited for like the first)."""
         job = await self.jobs.get(job_id)
         if job.body_hash != submission.body_hash:
-            raise IdempotencyKeyReused(
-                "this Idempotency-Key was used with a different request body", details={"job_id": job.id}
-            )
+            # No job id in the answer: whoever guesses a key must not learn whose job it names.
+            raise IdempotencyKeyReused("this Idempotency-Key was used with a different request body")
         deadline = self._monotonic() + wait_seconds
         polls = iter(EXISTING_JOB_POLL_SECONDS)
         while not job.status.terminal and self._monotonic() < deadline:

@@ -135,6 +135,7 @@ def test_same_idempotency_key_and_body_is_the_same_job(api: Api) -> None:
     other = api.post({"prompt": "two lamps"}, headers=key)
     assert other.status_code == 422
     assert other.json()["error"]["code"] == "idempotency_key_reused"
+    assert first.json()["id"] not in other.text  # the refusal does not say whose job the key names
 
 
 def test_twenty_parallel_identical_posts_make_one_job_and_one_paid_generation(api: Api) -> None:
