@@ -1,7 +1,8 @@
 """In-memory ports with the real semantics, a fake clock, and a stand-in for the Functions host.
 
-- `InMemoryBlobs` (BlobPort): JSON records with ETags (create If-None-Match: *, replace If-Match,
-  a fresh ETag per write), documents stored as JSON text (no aliasing in or out), image blobs, links.
+- `InMemoryBlobs` (BlobPort): JSON records with ETags (create If-None-Match: *, replace If-Match with
+  the ETag read, never a wildcard, a fresh ETag per write), documents stored as JSON text (no aliasing
+  in or out) with every version kept for assertions (`versions`), image blobs, links.
 - `InMemoryQueue` (MessageQueue): messages visible after their delay on the fake clock; `receive`,
   `complete` and `abandon` let a test play the Functions host (`deliver_next` does it in one call).
 - `RecordingNotifier` (Notifier) and `ScriptedGenerator` (ImageGenerator, real PNG bytes).
@@ -218,6 +219,7 @@ class InMemoryBlobs(_Scripted):
         super().__init__()
         self._clock = clock
         self._records: dict[tuple[str, str], tuple[str, str]] = {}  # (container, name) -> (JSON, ETag)
+        self._history: dict[tuple[str, str], list[str]] = {}  # every JSON ever stored, oldest first
         self.files: dict[tuple[str, str], StoredFile] = {}
         self.uploads: Counter[str] = Counter()  # completed uploads per blob name
         self._etags = itertools.count(1)
@@ -232,7 +234,7 @@ class InMemoryBlobs(_Scripted):
         if (container, name) in self._records:
             raise BlobAlreadyExists(name)
         etag = self._etag()
-        self._records[container, name] = (json.dumps(dict(document)), etag)
+        self._store_json(container, name, document, etag)
         return etag
 
     async def read_json(self, container: str, name: str) -> JsonBlob:
@@ -243,14 +245,23 @@ class InMemoryBlobs(_Scripted):
         return JsonBlob(json.loads(text), etag)
 
     async def replace_json(self, container: str, name: str, document: Mapping[str, Any], *, etag: str) -> str:
+        """If-Match `etag`; a wildcard (`*`, which would match any version) is refused as the Blob
+        adapter refuses it, before any round trip."""
+        if not etag or etag.strip() == "*":
+            raise ValueError("replace_json needs the ETag that was read, not a wildcard")
         await self._call("replace_json", name)
         if (container, name) not in self._records:
             raise BlobNotFound(name)
         if self._records[container, name][1] != etag:
             raise BlobChanged(name)
         new_etag = self._etag()
-        self._records[container, name] = (json.dumps(dict(document)), new_etag)
+        self._store_json(container, name, document, new_etag)
         return new_etag
+
+    def _store_json(self, container: str, name: str, document: Mapping[str, Any], etag: str) -> None:
+        text = json.dumps(dict(document))
+        self._records[container, name] = (text, etag)
+        self._history.setdefault((container, name), []).append(text)
 
     # ImageStore
 
@@ -285,6 +296,10 @@ class InMemoryBlobs(_Scripted):
 
     def etag(self, container: str, name: str) -> str:
         return self._records[container, name][1]
+
+    def versions(self, container: str, name: str) -> list[dict[str, Any]]:
+        """Every document ever stored under `name` (created, then each replace), oldest first."""
+        return [json.loads(text) for text in self._history.get((container, name), [])]
 
     def names(self, container: str) -> list[str]:
         return sorted(name for stored_in, name in (*self._records, *self.files) if stored_in == container)
@@ -392,12 +407,18 @@ class InMemoryQueue(_Scripted):
     def payloads(self, queue: str) -> list[dict[str, Any]]:
         return [m.payload for m in self.messages(queue)]
 
+    def visible(self, queue: str) -> list[QueuedMessage]:
+        """The messages of `queue` that `receive` could hand out now, oldest first."""
+        now = self._clock.now()
+        return [m for m in self.messages(queue) if m.visible_at <= now]
+
 
 async def deliver_next(
     service: ImageService, queue: InMemoryQueue, name: str = QUEUE_IMAGE_JOBS
 ) -> Job | None:
     """Play the Functions host once for `image-jobs` (or its poison queue): receive the next visible
-    message, run its trigger as imagegen.edges.queue_triggers does, delete the message when the
+    message, run its trigger as imagegen.edges.queue_triggers does (with the job id only: whatever
+    else a message carries is dropped by JobMessage.parse), delete the message when the
     handler returns, make it visible again (or poison it) when it raises, and re-raise."""
     received = queue.receive(name)
     if received is None:
@@ -408,7 +429,7 @@ async def deliver_next(
         if name.endswith("-poison"):
             result = await service.handle_poisoned_job_message(message.job_id, received.dequeue_count)
         else:
-            result = await service.handle_job_message(message.job_id, message.carried)
+            result = await service.handle_job_message(message.job_id)
     except Exception:
         queue.abandon(received)
         raise
@@ -567,6 +588,10 @@ class World:
 
     def etag(self, job_id: str) -> str:
         return self.blobs.etag(self.settings.jobs_container, f"{job_id}.json")
+
+    def versions(self, job_id: str) -> list[dict[str, Any]]:
+        """Every version of the job record ever written, oldest first."""
+        return self.blobs.versions(self.settings.jobs_container, f"{job_id}.json")
 
     def job_ids(self) -> list[str]:
         return [name.removesuffix(".json") for name in self.blobs.names(self.settings.jobs_container)]
