@@ -563,7 +563,7 @@ def test_every_module_call_passes_parameters_its_module_declares_and_all_it_requ
             target = str(Path(caller).parent / module["detail"]["path"]).removeprefix("./")
             declared = bicep[target]["parameters"]
             config = module["config"]
-            passed = set((config.get("config", config).get("params") or {}))
+            passed = set(config.get("config", config).get("params") or {})
             assert passed <= set(declared), f"{caller}:{module_name} passes {sorted(passed - set(declared))}"
             required = {name for name, spec in declared.items() if spec.get("default") is None}
             assert required <= passed, f"{caller}:{module_name} leaves out {sorted(required - passed)}"
