@@ -34,7 +34,14 @@ from azure.storage.blob.aio import BlobServiceClient, ExponentialRetry
 from imagegen.adapters.transport import PROBE_CALL_OPTIONS, STORAGE_RETRY, CallCounter, connection_options
 from imagegen.domain.errors import StorageError
 from imagegen.domain.jsontext import NotJson, parse_json
-from imagegen.domain.ports import BlobAlreadyExists, BlobChanged, BlobNotFound, JsonBlob, SignedLink
+from imagegen.domain.ports import (
+    BlobAlreadyExists,
+    BlobChanged,
+    BlobNotFound,
+    JsonBlob,
+    SignedLink,
+    StoredBlob,
+)
 from imagegen.domain.settings import StorageSettings, parse_connection_string
 
 log = logging.getLogger(__name__)
@@ -139,11 +146,18 @@ class BlobStore:
         except AzureError as error:
             raise _storage_error("upload an image", error) from None
 
-    async def exists(self, container: str, name: str) -> bool:
+    async def stored(self, container: str, name: str) -> StoredBlob | None:
         try:
-            return bool(await self.client.get_blob_client(container, name).exists())
+            properties = await self.client.get_blob_client(container, name).get_blob_properties()
+        except ResourceNotFoundError:
+            return None
         except AzureError as error:
             raise _storage_error("check a blob", error) from None
+        return StoredBlob(
+            content_type=str(properties.content_settings.content_type or "application/octet-stream"),
+            size=int(properties.size),
+            metadata=dict(properties.metadata or {}),
+        )
 
     # --- JSON records with ETags --------------------------------------------------------------
 

@@ -385,14 +385,29 @@ class ImageService:
     ) -> tuple[StoredImage, ...]:
         async def store_one(index: int, image: GeneratedImage) -> StoredImage:
             name = job.image_blob_name(index, image.info.extension)
-            if not (skip_existing and await self._store.exists(self.settings.images_container, name)):
-                await self._store.upload(
-                    self.settings.images_container,
-                    name,
-                    image.data,
-                    content_type=image.info.content_type,
-                    metadata={"job_id": job.id, "index": str(index)},
+            kept = await self._store.stored(self.settings.images_container, name) if skip_existing else None
+            if kept is not None:
+                # Stored by the run that died: keep it, and describe it, not what was drawn again.
+                return StoredImage(
+                    index=index,
+                    blob=name,
+                    content_type=kept.content_type,
+                    width=_int_or(kept.metadata.get("width"), image.info.width),
+                    height=_int_or(kept.metadata.get("height"), image.info.height),
+                    bytes=kept.size,
                 )
+            await self._store.upload(
+                self.settings.images_container,
+                name,
+                image.data,
+                content_type=image.info.content_type,
+                metadata={
+                    "job_id": job.id,
+                    "index": str(index),
+                    "width": str(image.info.width),
+                    "height": str(image.info.height),
+                },
+            )
             return StoredImage(
                 index=index,
                 blob=name,
@@ -524,3 +539,7 @@ class ImageService:
     def _outputs(self, job: Job) -> frozenset[Output]:
         wants_webhook = job.callback_url is not None and self._webhooks is not None
         return frozenset({Output.RESULTS, *((Output.WEBHOOK,) if wants_webhook else ())})
+
+
+def _int_or(text: str | None, fallback: int) -> int:
+    return int(text) if text is not None and text.isdigit() else fallback

@@ -50,6 +50,15 @@ class SentMessage:
 
 
 @dataclass(frozen=True)
+class StoredBlob:
+    """What Blob Storage says of a stored image: its type, size and the metadata written with it."""
+
+    content_type: str
+    size: int
+    metadata: Mapping[str, str]
+
+
+@dataclass(frozen=True)
 class GeneratedImage:
     data: bytes
     info: ImageInfo
@@ -87,7 +96,9 @@ class ImageStore(Protocol):
         self, container: str, name: str, data: bytes, *, content_type: str, metadata: Mapping[str, str]
     ) -> None: ...
 
-    async def exists(self, container: str, name: str) -> bool: ...
+    async def stored(self, container: str, name: str) -> StoredBlob | None:
+        """The blob's properties, or None when there is none."""
+        ...
 
     async def read_link(self, container: str, name: str, *, ttl: timedelta) -> SignedLink: ...
 

@@ -146,7 +146,7 @@ def test_identity_mode_v1_dialect_n3_gives_three_blobs_and_links(identity_api: A
     assert [b.name for b in blobs] == [f"{prefix}{i}.png" for i in range(3)]
     for index, blob in enumerate(blobs):
         assert blob.content_settings.content_type == "image/png"
-        assert blob.metadata == {"job_id": job["id"], "index": str(index)}
+        assert blob.metadata == {"job_id": job["id"], "index": str(index), "width": "1536", "height": "1024"}
     links = [urlsplit(image["url"]) for image in job["images"]]
     assert all(parse_qs(link.query)["spr"] == ["https"] for link in links)
     assert all(parse_qs(link.query)["sp"] == ["r"] and parse_qs(link.query)["sr"] == ["b"] for link in links)

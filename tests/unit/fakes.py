@@ -45,6 +45,7 @@ from imagegen.domain.ports import (
     JsonBlob,
     SentMessage,
     SignedLink,
+    StoredBlob,
 )
 from imagegen.domain.pricing import Usage
 from imagegen.domain.requests import ImageRequest
@@ -272,9 +273,12 @@ class InMemoryBlobs(_Scripted):
         self.files[container, name] = StoredFile(bytes(data), content_type, dict(metadata))
         self.uploads[name] += 1
 
-    async def exists(self, container: str, name: str) -> bool:
-        await self._call("exists", name)
-        return (container, name) in self.files
+    async def stored(self, container: str, name: str) -> StoredBlob | None:
+        await self._call("stored", name)
+        found = self.files.get((container, name))
+        if found is None:
+            return None
+        return StoredBlob(found.content_type, len(found.data), dict(found.metadata))
 
     async def read_link(self, container: str, name: str, *, ttl: timedelta) -> SignedLink:
         await self._call("read_link", name)

@@ -1086,3 +1086,30 @@ async def test_a_record_is_never_replaced_with_a_wildcard_etag(world: World, sto
     await adapter.close()
     assert world.record(job.id) == document and world.etag(job.id) == current
     assert world.blobs.calls["replace_json"] == 0  # refused before any round trip
+
+
+async def test_a_resumed_job_describes_the_image_it_kept_not_the_one_it_drew_again(world: World) -> None:
+    """Resume keeps image 0 as stored (not uploaded again); the record must then say what that blob
+    is (its size, width and height), not what the repeated generation drew."""
+    from tests.unit.fakes import StoredFile, png_bytes
+
+    dead, worker = world.instance("dead"), world.instance("worker")
+    second_image = world.blobs.hold("upload", where=lambda name: name.endswith("/1.png"))
+    waiting = asyncio.ensure_future(dead.submit_and_wait(await submission(dead, n=2), wait_seconds=60))
+    await soon(second_image.reached.wait())
+    job_id = only_job_id(world)
+    await dead.close()
+    await settle(waiting.done)
+    image_0 = f"{START:%Y/%m/%d}/{job_id}/0.png"
+    kept = png_bytes(48, 32, (10, 20, 30))  # what the first run stored: another size than a redraw
+    stored = world.blobs.files["images", image_0]
+    world.blobs.files["images", image_0] = StoredFile(
+        kept, "image/png", {**stored.metadata, "width": "48", "height": "32"}
+    )
+
+    world.clock.advance(LEASE_SECONDS + GRACE_MARGIN_SECONDS)
+    await deliver_next(worker, world.queue)
+
+    first = (await user_sees(worker, job_id))["images"][0]
+    assert (first["bytes"], first["width"], first["height"]) == (len(kept), 48, 32)
+    assert world.blobs.uploads[image_0] == 1
