@@ -8,7 +8,7 @@ from imagegen.edges import http_api, openapi, playground, queue_triggers
 
 # Settings are read once, here, while the host indexes the app: a missing or malformed one stops
 # start-up with a SettingsError naming it. SDK clients are still built on first use.
-wiring.get_settings()
+wiring.configure_logging(wiring.get_settings())
 context = wiring.handler_context()
 
 app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)

@@ -4,6 +4,7 @@ and the context every handler receives (function_app.py passes it; nothing else 
 
 from __future__ import annotations
 
+import logging
 import os
 from functools import cache
 
@@ -17,6 +18,13 @@ from imagegen.core.service import ImageService
 from imagegen.domain.catalog import rules_for_model
 from imagegen.domain.settings import Settings
 from imagegen.edges.context import HandlerContext
+
+
+def configure_logging(settings: Settings) -> None:
+    """AZURE_SDK_LOG_LEVEL (WARNING in Azure): the SDKs' per-request INFO lines are not built or
+    shipped to Application Insights (docs/decisions.md, "Logging in production"). Unset: left alone."""
+    if settings.sdk_log_level is not None:
+        logging.getLogger("azure").setLevel(settings.sdk_log_level)
 
 
 @cache

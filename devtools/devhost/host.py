@@ -108,16 +108,20 @@ def parse_arguments(argv: Sequence[str], environ: dict[str, str]) -> DevhostOpti
     )
 
 
+ACCESS_LOGGER = "aiohttp.access"
+
+
 def configure_logging() -> None:
+    """Everything at INFO, azure-core's per-request lines included: they show URLs with every query
+    value but `api-version` REDACTED (so no SAS signature) and only allow-listed headers (so no
+    Authorization). aiohttp's access log stays off: it would print query strings (`?code=`)."""
     logging.basicConfig(
         level=logging.INFO,
         stream=sys.stdout,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         force=True,
     )
-    # azure-core logs every storage request at INFO; aiohttp's access log would show query strings.
-    logging.getLogger("azure").setLevel(logging.WARNING)
-    logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+    logging.getLogger(ACCESS_LOGGER).setLevel(logging.WARNING)
 
 
 def load_settings_into_environment(options: DevhostOptions) -> None:
@@ -230,12 +234,7 @@ def build(argv: Sequence[str]) -> Devhost:
     config = load_host_json(options.script_root)
     os.chdir(options.script_root)  # the host runs the app with the script root as working folder
     app = load_app(options.app, options.script_root)
-    index = index_functions(
-        app,
-        function_directory=str(options.script_root),
-        timeout=config.function_timeout,
-        environ=os.environ,
-    )
+    index = index_functions(app, timeout=config.function_timeout, environ=os.environ)
     devhost = Devhost(options, config, index)
     devhost.check_connections()
     return devhost

@@ -1,19 +1,26 @@
-"""The HTTP side of the host: routes, function keys, request/response conversion, one log line."""
+"""The HTTP side of the host: routes, function keys, the request as an `http` datum, the response
+from the encoded return value, one log line."""
 
 from __future__ import annotations
 
 import logging
 import time
-from typing import Any
 
-import azure.functions as func
 from aiohttp import web
 from multidict import CIMultiDict
 
 from devtools.devhost.auth import FunctionKeys, presented_key
-from devtools.devhost.functions import HttpFunction
+from devtools.devhost.bindings import (
+    HttpAnswer,
+    http_answer,
+    http_request_datum,
+    join_query,
+    join_request_headers,
+)
+from devtools.devhost.functions import HttpFunction, InvocationError
 from devtools.devhost.queues import QueueOutputs
 from devtools.devhost.routing import RouteTable
+from devtools.devhost.tracecontext import invocation_trace_context
 
 log = logging.getLogger("devhost.http")
 
@@ -21,34 +28,13 @@ MAX_REQUEST_BODY_BYTES = 100 * 1024 * 1024  # the host's default limit
 _HOP_BY_HOP = {"content-length", "transfer-encoding", "connection"}
 
 
-def _request_headers(request: web.BaseRequest) -> dict[str, str]:
-    """Headers for func.HttpRequest: repeated headers joined with ', ' as ASP.NET Core does."""
-    headers: dict[str, str] = {}
-    for name, value in request.headers.items():
-        headers[name] = f"{headers[name]}, {value}" if name in headers else value
-    return headers
-
-
-def to_aiohttp_response(result: Any) -> web.Response:
-    """A function's return value → the HTTP answer (func.HttpResponse, str, or None → 204)."""
-    if result is None:
-        return web.Response(status=204)
-    if isinstance(result, str):
-        return web.Response(
-            status=200, body=result.encode("utf-8"), content_type="text/plain", charset="utf-8"
-        )
-    if not isinstance(result, func.HttpResponse):
-        raise TypeError(f"an HTTP function returned {type(result).__name__}, not func.HttpResponse")
+def to_aiohttp_response(answer: HttpAnswer) -> web.Response:
+    """The encoded answer → the aiohttp response (hop-by-hop headers are aiohttp's to set)."""
     headers: CIMultiDict[str] = CIMultiDict()
-    for name, value in result.headers.items():
+    for name, value in answer.headers:
         if name.lower() not in _HOP_BY_HOP:
             headers.add(name, value)
-    if "content-type" not in headers:
-        mimetype = result.mimetype or "text/plain"
-        headers["Content-Type"] = (
-            f"{mimetype}; charset={result.charset}" if mimetype.startswith("text/") else mimetype
-        )
-    return web.Response(status=result.status_code, body=result.get_body() or b"", headers=headers)
+    return web.Response(status=answer.status, body=answer.body, headers=headers)
 
 
 class HttpHost:
@@ -94,18 +80,24 @@ class HttpHost:
             body = await request.read()
         except web.HTTPRequestEntityTooLarge:
             return web.Response(status=413)
-        function_request = func.HttpRequest(
+        headers = join_request_headers(request.headers.items())
+        request_datum = http_request_datum(
             method=request.method,
             url=str(request.url),
-            headers=_request_headers(request),
-            params={name: value for name, value in request.query.items()},
+            headers=headers,
+            query=join_query(request.rel_url.query.items()),
             route_params=route_values,
             body=body,
         )
         try:
-            result = await function.invoker.invoke(function_request)
+            result = await function.invoker.invoke(
+                request_datum, {}, trace_context=invocation_trace_context(headers)
+            )
+            if result.return_value is None:  # indexing guarantees the http $return binding
+                raise InvocationError(f"function {function.name!r} produced no HTTP response")
+            response = to_aiohttp_response(http_answer(result.return_value))
             await self._outputs.write(result.queue_outputs)
-            return to_aiohttp_response(result.return_value)
+            return response
         except Exception:
             # The host's boundary: the caller gets a bare 500, the traceback goes to the log only.
             log.exception("function %s failed", function.name)

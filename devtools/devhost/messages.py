@@ -1,13 +1,13 @@
-"""Queue message bodies as the host encodes them (host.json `messageEncoding`: base64 or none)."""
+"""Queue message bodies as the host encodes them (host.json `messageEncoding`: base64 or none), and
+the messages an encoded output value becomes."""
 
 from __future__ import annotations
 
 import base64
 import binascii
-from collections.abc import Iterable
-from typing import Any
+import json
 
-import azure.functions as func
+from azure.functions.meta import Datum
 
 BASE64 = "base64"
 NONE = "none"
@@ -37,20 +37,23 @@ def encode_body(body: bytes, encoding: str) -> str:
     return base64.b64encode(body).decode("ascii")
 
 
-def output_bodies(value: Any) -> list[bytes]:
-    """What a `queue` output binding writes for a value: str, bytes, func.QueueMessage, or a list of
-    them (one message each), as the Python worker's converter accepts."""
-    if isinstance(value, str):
-        return [value.encode("utf-8")]
-    if isinstance(value, bytes | bytearray):
-        return [bytes(value)]
-    if isinstance(value, func.QueueMessage):
-        return [value.get_body()]
-    if isinstance(value, Iterable) and not isinstance(value, dict):
-        bodies: list[bytes] = []
-        for item in value:
-            if isinstance(item, list | tuple):
-                raise TypeError("queue output: nested lists are not supported")
-            bodies.extend(output_bodies(item))
-        return bodies
-    raise TypeError(f"queue output: unsupported value type {type(value).__name__}")
+def queue_message_bodies(datum: Datum) -> list[bytes]:
+    """The messages a `queue` output binding writes for an encoded value (QueueMessageOutConverter):
+    a `string` or `bytes` datum is one message; a `json` datum holding a list is one message per item
+    (a string item as its text, anything else as its JSON); any other JSON value is one message of
+    that JSON text (so a func.QueueMessage is written as the worker encodes it: {"id": …, "body": …})."""
+    if datum.type == "string":
+        return [str(datum.value).encode("utf-8")]
+    if datum.type == "bytes":
+        return [bytes(datum.value)]
+    if datum.type == "json":
+        document = json.loads(datum.value)
+        if isinstance(document, list):
+            return [
+                item.encode("utf-8") if isinstance(item, str) else json.dumps(item).encode("utf-8")
+                for item in document
+            ]
+        if isinstance(document, str):
+            return [document.encode("utf-8")]
+        return [str(datum.value).encode("utf-8")]
+    raise TypeError(f"queue output: a {datum.type!r} datum is not a message")

@@ -20,14 +20,21 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from azure.core.exceptions import AzureError, ResourceExistsError, ResourceNotFoundError
-from azure.functions.queue import QueueMessage as FunctionQueueMessage
+from azure.functions.meta import Datum
 from azure.storage.queue import QueueMessage as StorageQueueMessage
 from azure.storage.queue.aio import QueueClient
 
+from devtools.devhost.bindings import (
+    ReceivedMessage,
+    body_properties_named_like_metadata,
+    queue_trigger_datum,
+    queue_trigger_metadata,
+)
 from devtools.devhost.config import MIN_POLLING_INTERVAL, QueueOptions
 from devtools.devhost.connections import QueueServices
 from devtools.devhost.functions import InvocationResult, QueueFunction, QueueOutputBinding
-from devtools.devhost.messages import decode_body, encode_body, output_bodies
+from devtools.devhost.messages import decode_body, encode_body, queue_message_bodies
+from devtools.devhost.tracecontext import invocation_trace_context
 
 log = logging.getLogger("devhost.queue")
 
@@ -85,9 +92,10 @@ class QueueOutputs:
         for wake in self._wake_callbacks.get(key, []):
             wake()
 
-    async def write(self, outputs: list[tuple[QueueOutputBinding, object]]) -> None:
+    async def write(self, outputs: list[tuple[QueueOutputBinding, Datum]]) -> None:
+        """Send each encoded output value as the message(s) the host writes for it."""
         for binding, value in outputs:
-            for body in output_bodies(value):
+            for body in queue_message_bodies(value):
                 await self.send(binding.connection, binding.queue_name, encode_body(body, self._encoding))
 
 
@@ -251,20 +259,31 @@ class QueueListener:
         self,
         message: StorageQueueMessage,
         dequeue_count: int,
-        write_outputs: Callable[[list[tuple[QueueOutputBinding, object]]], Awaitable[None]],
+        write_outputs: Callable[[list[tuple[QueueOutputBinding, Datum]]], Awaitable[None]],
     ) -> bool:
+        invoker = self.function.invoker
         try:
             body = decode_body(message.content or "", self._options.message_encoding)
-            trigger_value = FunctionQueueMessage(  # type: ignore[no-untyped-call]
-                id=message.id,
-                body=body,
+            received = ReceivedMessage(
+                message_id=message.id,
                 dequeue_count=dequeue_count,
-                expiration_time=message.expires_on,
-                insertion_time=message.inserted_on,
-                time_next_visible=message.next_visible_on,
+                expires_on=message.expires_on,
+                inserted_on=message.inserted_on,
+                next_visible_on=message.next_visible_on,
                 pop_receipt=message.pop_receipt,
             )
-            result: InvocationResult = await self.function.invoker.invoke(trigger_value)
+            body_properties = body_properties_named_like_metadata(body)
+            if body_properties:
+                log.warning(
+                    "function %s: message %s is a JSON object with %s; like the host, these replace the "
+                    "message's own metadata the function sees", self.function.name, message.id,
+                    ", ".join(map(repr, sorted(body_properties))),
+                )  # fmt: skip
+            result: InvocationResult = await invoker.invoke(
+                queue_trigger_datum(body, invoker.trigger_data_type),
+                queue_trigger_metadata(received, body_properties),
+                trace_context=invocation_trace_context(),
+            )
             await write_outputs(result.queue_outputs)
         except Exception:
             # The host's boundary: a failing function (or its output bindings) fails this try only.

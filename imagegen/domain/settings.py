@@ -52,6 +52,7 @@ ENV_WEBHOOK_SECRET = "WEBHOOK_SECRET"  # noqa: S105 - a setting name, not a secr
 ENV_ALLOW_LOCAL_WEBHOOKS = "ALLOW_LOCAL_WEBHOOKS"
 ENV_IMAGE_PRICES = "IMAGE_PRICES"
 ENV_PUBLIC_API_BASE = "PUBLIC_API_BASE"
+ENV_SDK_LOG_LEVEL = "AZURE_SDK_LOG_LEVEL"
 
 # What infra/ must set in Azure: every setting the app reads there (keyless: no API key, no
 # connection string; the local-development flag stays off).
@@ -77,6 +78,7 @@ DEPLOYED_SETTING_NAMES: frozenset[str] = frozenset(
         ENV_WEBHOOK_SECRET,
         ENV_IMAGE_PRICES,
         ENV_PUBLIC_API_BASE,
+        ENV_SDK_LOG_LEVEL,
     }
 )
 # Read only on a developer's machine.
@@ -144,6 +146,7 @@ class Settings:
     allow_local_webhooks: bool = False
     prices: PriceTable = field(default_factory=shipped_prices, repr=False)
     public_api_base: str | None = None  # e.g. https://<app>.azurewebsites.net/api
+    sdk_log_level: str | None = None  # the `azure` loggers' level (WARNING in Azure); None: left alone
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Settings:
@@ -178,6 +181,7 @@ class Settings:
             allow_local_webhooks=reader.flag(ENV_ALLOW_LOCAL_WEBHOOKS),
             prices=_prices(reader.optional(ENV_IMAGE_PRICES)),
             public_api_base=_public_api_base(reader),
+            sdk_log_level=_log_level(reader.optional(ENV_SDK_LOG_LEVEL)),
         )
 
     @property
@@ -223,6 +227,17 @@ def _webhook_secret(secret: str | None) -> str | None:
         except ValueError as problem:
             raise SettingsError(ENV_WEBHOOK_SECRET, str(problem)) from None
     return secret
+
+
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+
+def _log_level(text: str | None) -> str | None:
+    if text is None:
+        return None
+    if text.upper() not in LOG_LEVELS:
+        raise SettingsError(ENV_SDK_LOG_LEVEL, f"must be one of {', '.join(LOG_LEVELS)}")
+    return text.upper()
 
 
 def _public_api_base(reader: _Reader) -> str | None:

@@ -156,6 +156,11 @@ var applicationSettings = [
     value: imagePrices
   }
   {
+    // The Python SDKs' per-request INFO lines would dominate Application Insights ingestion.
+    name: 'AZURE_SDK_LOG_LEVEL'
+    value: 'WARNING'
+  }
+  {
     // Where links in job JSON and Location point: the app's own host name, never a request's Host.
     name: 'PUBLIC_API_BASE'
     value: 'https://${name}.azurewebsites.net/api'

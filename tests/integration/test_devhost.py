@@ -122,7 +122,7 @@ def api(devhost: DevhostUnderTest) -> str:
 
 def test_async_route_with_parameters_gets_bytes_body_query_and_headers(api: str) -> None:
     response = requests.post(
-        f"{api}/items/42/widget?x=1&code={FUNCTION_KEY}",
+        f"{api}/items/42/widget?x=1&x=2&empty=&code={FUNCTION_KEY}",
         data=b"\x00\x01abc",
         headers={"X-Test": "yes"},
         timeout=10,
@@ -132,7 +132,8 @@ def test_async_route_with_parameters_gets_bytes_body_query_and_headers(api: str)
     seen = response.json()
     assert seen["method"] == "POST"
     assert seen["route_params"] == {"id": "42", "name": "widget"}
-    assert seen["params"]["x"] == "1"
+    assert seen["params"]["x"] == "1,2"  # repeated keys joined, as the host sends them
+    assert "empty" not in seen["params"]  # empty values dropped
     assert seen["body_length"] == 5
     assert seen["body_is_bytes"] is True
     assert seen["x_test"] == "yes"
@@ -170,6 +171,15 @@ def test_anonymous_sync_route_with_context_runs_on_a_thread(api: str) -> None:
     assert uuid.UUID(response.headers["X-Invocation-Id"])
 
 
+def test_the_invocation_continues_the_callers_trace(api: str) -> None:
+    trace_id = uuid.uuid4().hex
+    caller = f"00-{trace_id}-{uuid.uuid4().hex[:16]}-01"
+    response = requests.get(f"{api}/hello", headers={"traceparent": caller}, timeout=10)
+    version, seen_trace_id, span_id, flags = response.headers["X-Traceparent"].split("-")
+    assert (version, seen_trace_id, flags) == ("00", trace_id, "01")
+    assert span_id != caller.split("-")[2]
+
+
 @pytest.mark.parametrize(
     ("headers", "query"),
     [({}, ""), ({"x-functions-key": "wrong"}, ""), ({}, "?code=wrong"), ({"x-functions-key": ""}, "?code=")],
@@ -197,6 +207,13 @@ def test_exception_is_500_without_details_and_logged(api: str, devhost: DevhostU
     assert b"do-not-leak" not in response.content
     assert response.content == b""
     wait_until(lambda: "do-not-leak-this-detail" in devhost.log_text())
+
+
+def test_returning_none_is_500_and_logged_with_the_function_name(api: str, devhost: DevhostUnderTest) -> None:
+    response = requests.get(f"{api}/returns-none", timeout=10)
+    assert response.status_code == 500
+    assert response.content == b""
+    wait_until(lambda: "function returns_none failed" in devhost.log_text())
 
 
 def test_body_over_100_mb_is_413(api: str) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+from pathlib import Path
 from typing import Any
 
 import azure.functions as func
@@ -11,6 +12,16 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
 from devtools.devhost.auth import FunctionKeys
+from devtools.devhost.bindings import (
+    BindingConversionError,
+    ReceivedMessage,
+    body_properties_named_like_metadata,
+    encode_output,
+    http_answer,
+    http_request_datum,
+    queue_trigger_datum,
+    queue_trigger_metadata,
+)
 from devtools.devhost.connections import (
     DEVELOPMENT_STORAGE_CONNECTION_STRING,
     ConnectionSettingError,
@@ -26,8 +37,22 @@ from devtools.devhost.functions import (
 )
 from devtools.devhost.http_server import HttpHost, to_aiohttp_response
 from devtools.devhost.queues import QueueOutputs, next_polling_delay, poison_queue_name
+from devtools.devhost.tracecontext import parse_traceparent
 
 ENVIRON = {"JOBS": "image-jobs", "AzureWebJobsStorage": "UseDevelopmentStorage=true"}
+
+
+def get_request(url: str) -> Any:
+    """An `http` datum for a bodyless GET, as the host sends it."""
+    return http_request_datum(method="GET", url=url, headers={}, query={}, route_params={}, body=b"")
+
+
+def queue_message(body: bytes) -> tuple[Any, Any]:
+    """The datum and trigger metadata for a received message."""
+    received = ReceivedMessage("m1", 1, None, None, None, "r1")
+    return queue_trigger_datum(body, None), queue_trigger_metadata(
+        received, body_properties_named_like_metadata(body)
+    )
 
 
 def make_app() -> func.FunctionApp:
@@ -53,7 +78,7 @@ def make_app() -> func.FunctionApp:
 
 
 def test_index_reads_routes_levels_queues_and_outputs() -> None:
-    index = index_functions(make_app(), function_directory="/app", timeout=None, environ=ENVIRON)
+    index = index_functions(make_app(), timeout=None, environ=ENVIRON)
     by_name = {f.name: f for f in index.http}
     assert by_name["get_thing"].route == "things/{id}"
     assert by_name["get_thing"].methods == ("GET",)
@@ -65,18 +90,21 @@ def test_index_reads_routes_levels_queues_and_outputs() -> None:
     [queue] = index.queue
     assert (queue.name, queue.queue_name, queue.connection) == ("work", "image-jobs", "AzureWebJobsStorage")
     [output] = queue.invoker.queue_outputs
-    assert (output.name, output.queue_name) == ("out", "results")
+    assert (output.name, output.queue_name, output.value_type) == ("out", "results", str)
+    # As the worker reports it: the folder of the file that defines the function.
+    assert queue.invoker.function_directory == str(Path(__file__).resolve().parent)
 
 
 async def test_sync_functions_run_off_the_event_loop_and_outputs_are_collected() -> None:
-    index = index_functions(make_app(), function_directory="/app", timeout=None, environ=ENVIRON)
+    index = index_functions(make_app(), timeout=None, environ=ENVIRON)
     named = next(f for f in index.http if f.name == "named_thing")
-    result = await named.invoker.invoke(func.HttpRequest("GET", "http://x/api/named_thing", body=b""))
-    assert result.return_value.get_body() == b"named_thing False"
+    result = await named.invoker.invoke(get_request("http://x/api/named_thing"))
+    assert result.return_value is not None
+    assert http_answer(result.return_value).body == b"named_thing False"
     [queue] = index.queue
-    result = await queue.invoker.invoke(func.QueueMessage(body=b"payload"))
+    result = await queue.invoker.invoke(*queue_message(b"payload"))
     [(binding, value)] = result.queue_outputs
-    assert (binding.queue_name, value) == ("results", "payload")
+    assert (binding.queue_name, value.type, value.value) == ("results", "string", "payload")
 
 
 def test_unsupported_bindings_and_unbound_parameters_stop_indexing() -> None:
@@ -87,7 +115,7 @@ def test_unsupported_bindings_and_unbound_parameters_stop_indexing() -> None:
         return None
 
     with pytest.raises(FunctionIndexError, match="on_blob"):
-        index_functions(app, function_directory="/", timeout=None, environ=ENVIRON)
+        index_functions(app, timeout=None, environ=ENVIRON)
 
     other = func.FunctionApp()
 
@@ -96,7 +124,7 @@ def test_unsupported_bindings_and_unbound_parameters_stop_indexing() -> None:
         return extra
 
     with pytest.raises(FunctionIndexError, match="'extra'"):
-        index_functions(other, function_directory="/", timeout=None, environ=ENVIRON)
+        index_functions(other, timeout=None, environ=ENVIRON)
 
 
 def test_setting_expressions() -> None:
@@ -113,9 +141,9 @@ async def test_function_timeout_is_a_failure() -> None:
         await asyncio.sleep(5)
         return "late"
 
-    [function] = index_functions(app, function_directory="/", timeout=0.05, environ=ENVIRON).http
+    [function] = index_functions(app, timeout=0.05, environ=ENVIRON).http
     with pytest.raises(FunctionTimeoutError):
-        await function.invoker.invoke(func.HttpRequest("GET", "http://x/api/slow", body=b""))
+        await function.invoker.invoke(get_request("http://x/api/slow"))
 
 
 def test_context_object() -> None:
@@ -125,8 +153,10 @@ def test_context_object() -> None:
         "fn",
         "/dir",
     )
-    assert context.trace_context.trace_parent == ""
+    assert parse_traceparent(context.trace_context.trace_parent) is not None  # a new trace by default
+    assert context.trace_context.trace_state == ""
     assert context.retry_context.retry_count == 0
+    assert isinstance(context.thread_local_storage, threading.local)
 
 
 # --- connections ----------------------------------------------------------------------------------
@@ -201,24 +231,35 @@ def test_polling_backoff_doubles_up_to_the_maximum() -> None:
 # --- HTTP conversion and handler ------------------------------------------------------------------
 
 
+def respond(value: object) -> Any:
+    """What the dev host answers for an HTTP function's return value (encoded, then written)."""
+    return to_aiohttp_response(http_answer(encode_output("http", value)))
+
+
 def test_response_conversion() -> None:
-    text = to_aiohttp_response(func.HttpResponse("hi", status_code=201))
+    text = respond(func.HttpResponse("hi", status_code=201))
     assert (text.status, text.headers["Content-Type"], text.body) == (201, "text/plain; charset=utf-8", b"hi")
-    data = to_aiohttp_response(func.HttpResponse(b"\x89PNG", mimetype="image/png"))
+    data = respond(func.HttpResponse(b"\x89PNG", mimetype="image/png"))
     assert data.headers["Content-Type"] == "image/png"
-    explicit = to_aiohttp_response(
+    explicit = respond(
         func.HttpResponse("{}", headers={"Content-Type": "application/problem+json", "Location": "/x"})
     )
     assert explicit.headers["Content-Type"] == "application/problem+json"
     assert explicit.headers["Location"] == "/x"
-    assert to_aiohttp_response("plain").body == b"plain"
-    assert to_aiohttp_response(None).status == 204
-    with pytest.raises(TypeError):
-        to_aiohttp_response(42)
+    plain = respond("plain")
+    assert (plain.status, plain.headers["Content-Type"], plain.body) == (
+        200,
+        "text/plain; charset=utf-8",
+        b"plain",
+    )
+    with pytest.raises(BindingConversionError):  # None: the worker's converter has no answer for it
+        respond(None)
+    with pytest.raises(BindingConversionError):
+        respond(42)
 
 
 async def test_handler_checks_route_then_key_then_runs() -> None:
-    index = index_functions(make_app(), function_directory="/app", timeout=None, environ=ENVIRON)
+    index = index_functions(make_app(), timeout=None, environ=ENVIRON)
     services = QueueServices(ENVIRON)
     host = HttpHost(index.http, "api", FunctionKeys("k", "m"), QueueOutputs(services, "base64"))
     async with TestClient(TestServer(host.application())) as client:

@@ -1,4 +1,5 @@
-"""Queue message encoding (host.json messageEncoding) and output binding values."""
+"""Queue message encoding (host.json messageEncoding) and the messages an output value becomes once
+QueueMessageOutConverter has encoded it."""
 
 from __future__ import annotations
 
@@ -7,7 +8,8 @@ import base64
 import azure.functions as func
 import pytest
 
-from devtools.devhost.messages import MessageEncodingError, decode_body, encode_body, output_bodies
+from devtools.devhost.bindings import BindingConversionError, encode_output
+from devtools.devhost.messages import MessageEncodingError, decode_body, encode_body, queue_message_bodies
 
 
 def test_base64_round_trip_of_arbitrary_bytes() -> None:
@@ -32,12 +34,34 @@ def test_none_encoding_passes_text_through() -> None:
     assert encode_body("héllo".encode(), "none") == "héllo"
 
 
-def test_output_values() -> None:
-    assert output_bodies("a") == [b"a"]
-    assert output_bodies(b"\x00") == [b"\x00"]
-    assert output_bodies(func.QueueMessage(body="q")) == [b"q"]
-    assert output_bodies(["a", b"b"]) == [b"a", b"b"]
-    with pytest.raises(TypeError):
-        output_bodies({"a": 1})
-    with pytest.raises(TypeError):
-        output_bodies(3)
+def written(value: object) -> list[bytes]:
+    return queue_message_bodies(encode_output("queue", value))
+
+
+def test_str_and_bytes_are_one_message_each() -> None:
+    assert written("a") == [b"a"]
+    assert written(b"\x00\xff") == [b"\x00\xff"]
+
+
+def test_a_list_is_one_message_per_item() -> None:
+    assert written(["a", "b"]) == [b"a", b"b"]
+    assert written([func.QueueMessage(body="q")]) == [b'{"id": null, "body": "q"}']
+
+
+def test_a_queue_message_is_written_as_the_worker_encodes_it() -> None:
+    # QueueMessageOutConverter sends {"id", "body"} JSON; the host writes that JSON as the text.
+    assert written(func.QueueMessage(body="q")) == [b'{"id": null, "body": "q"}']
+
+
+def test_values_the_converter_refuses_fail() -> None:
+    with pytest.raises(BindingConversionError, match="queue"):
+        written(3)
+    with pytest.raises(BindingConversionError):
+        written(None)
+    with pytest.raises(BindingConversionError):
+        written(["a", b"b"])  # bytes inside a list: the converter accepts str and QueueMessage only
+
+
+def test_a_dict_is_iterated_like_any_iterable() -> None:
+    # The converter's rule, not a dev host choice: a dict's keys become the messages.
+    assert written({"a": 1}) == [b"a"]

@@ -87,14 +87,17 @@ def make_listener(
     calls: list[Any] = []
 
     @app.queue_trigger(arg_name="msg", queue_name="work", connection="AzureWebJobsStorage")
-    async def handler(msg: func.QueueMessage) -> None:
+    async def handler(msg: func.QueueMessage) -> Any:
         calls.append((msg.get_body(), msg.dequeue_count))
         if behaviour == "fail":
             raise RuntimeError("boom")
         if behaviour == "slow":
             await asyncio.sleep(1.2)
+        if behaviour == "returns":
+            return "a value, but there is no $return binding"
+        return None
 
-    [function] = index_functions(app, function_directory="/", timeout=None, environ={}).queue
+    [function] = index_functions(app, timeout=None, environ={}).queue
     services = FakeServices()
     outputs = QueueOutputs(services, "base64")  # type: ignore[arg-type]
     listener = QueueListener(function, services, outputs, options, message_lease_seconds=lease)  # type: ignore[arg-type]
@@ -131,6 +134,16 @@ async def test_failure_releases_with_visibility_timeout_then_poisons_at_max() ->
     assert calls == [(b"x", 1), (b"x", 2)]  # the second failure (maxDequeueCount 2) poisons it
     poison = services.queues["work-poison"]
     assert poison.sent == [base64.b64encode(b"x").decode()]  # created on demand, same text
+    assert work.deleted == ["m1"]
+
+
+async def test_returning_a_value_without_a_return_binding_fails_like_an_exception() -> None:
+    listener, services, calls = make_listener("returns", OPTIONS)
+    work = services.get_queue_client("work")
+    work.messages.append(incoming("m1", "x"))
+    await run_for(listener, 0.6)
+    assert calls == [(b"x", 1), (b"x", 2)]  # released once, then poisoned at maxDequeueCount 2
+    assert services.queues["work-poison"].sent == [base64.b64encode(b"x").decode()]
     assert work.deleted == ["m1"]
 
 

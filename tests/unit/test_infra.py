@@ -569,7 +569,9 @@ def test_every_module_call_passes_parameters_its_module_declares_and_all_it_requ
             assert required <= passed, f"{caller}:{module_name} leaves out {sorted(required - passed)}"
 
 
-def test_pipeline_identities_get_queue_scoped_roles_on_their_queue_only(bicep: dict[str, dict[str, Any]]) -> None:
+def test_pipeline_identities_get_queue_scoped_roles_on_their_queue_only(
+    bicep: dict[str, dict[str, Any]],
+) -> None:
     """A producer may send to image-requests, a consumer read image-results: never the account, whose
     image-jobs queue would let them run or replay jobs."""
     module = bicep["app/pipeline-rbac.bicep"]
@@ -586,4 +588,7 @@ def test_pipeline_identities_get_queue_scoped_roles_on_their_queue_only(bicep: d
     assert roles
     params = bicep["main.bicep"]["modules"]["pipelineRbac"]["config"]
     passed = params.get("config", params)["params"]
-    assert (passed["requestsQueueName"], passed["resultsQueueName"]) == (QUEUE_IMAGE_REQUESTS, QUEUE_IMAGE_RESULTS)
+    assert (passed["requestsQueueName"], passed["resultsQueueName"]) == (
+        QUEUE_IMAGE_REQUESTS,
+        QUEUE_IMAGE_RESULTS,
+    )

@@ -195,3 +195,20 @@ def test_a_public_api_base_that_is_not_a_plain_url_stops_start_up(value: str) ->
     with pytest.raises(SettingsError) as caught:
         Settings.from_env({**ENV, "PUBLIC_API_BASE": value})
     assert caught.value.name == "PUBLIC_API_BASE"
+
+
+def test_the_sdk_log_level_is_a_setting_that_quiets_the_azure_loggers() -> None:
+    from imagegen import wiring
+
+    azure_logger = logging.getLogger("azure")
+    before = azure_logger.level
+    try:
+        wiring.configure_logging(Settings.from_env({**ENV, "AZURE_SDK_LOG_LEVEL": "warning"}))
+        assert azure_logger.level == logging.WARNING
+        assert not logging.getLogger("azure.core.pipeline.policies.http_logging_policy").isEnabledFor(
+            logging.INFO
+        )
+    finally:
+        azure_logger.setLevel(before)
+    with pytest.raises(SettingsError):
+        Settings.from_env({**ENV, "AZURE_SDK_LOG_LEVEL": "chatty"})

@@ -33,7 +33,10 @@ async def items(req: func.HttpRequest) -> func.HttpResponse:
 def hello(req: func.HttpRequest, context: func.Context) -> func.HttpResponse:
     return func.HttpResponse(
         f"hello from {context.function_name} on {threading.current_thread().name}",
-        headers={"X-Invocation-Id": context.invocation_id},
+        headers={
+            "X-Invocation-Id": context.invocation_id,
+            "X-Traceparent": context.trace_context.trace_parent,
+        },
     )
 
 
@@ -45,6 +48,11 @@ def admin_only(req: func.HttpRequest) -> str:
 @app.route(route="boom", auth_level=func.AuthLevel.ANONYMOUS)
 async def boom(req: func.HttpRequest) -> func.HttpResponse:
     raise RuntimeError("do-not-leak-this-detail")
+
+
+@app.route(route="returns-none", auth_level=func.AuthLevel.ANONYMOUS)
+def returns_none(req: func.HttpRequest) -> func.HttpResponse:
+    return None  # type: ignore[return-value]  # the bug the host answers with a 500
 
 
 @app.route(route="items/special", methods=["DELETE"])
