@@ -29,6 +29,7 @@ from imagegen.edges.context import HandlerContext
 
 DEFAULT_API_BASE = "/api"
 PAGE_ROUTE = "playground"
+_PLAIN_SEGMENT = re.compile(r"[A-Za-z0-9._~-]+")
 _PLACEHOLDER = re.compile(r"\{\{(style|script|config)\}\}")
 
 
@@ -125,9 +126,13 @@ def content_security_policy(settings: Settings | None) -> str:
 
 def api_base_for(url: str) -> str:
     """`/api` from `…/api/playground` (the page calls the API on its own origin, under its own prefix)."""
-    path = urlsplit(url).path.rstrip("/")
-    suffix = f"/{PAGE_ROUTE}"
-    return path[: -len(suffix)] if path.endswith(suffix) else DEFAULT_API_BASE
+    path = urlsplit(url).path
+    # Empty segments collapse ("//api" would be a host name to the browser); anything but plain
+    # path characters falls back to the default, so the base is always a path on the page's origin.
+    segments = [segment for segment in path.split("/") if segment]
+    if not segments or segments[-1] != PAGE_ROUTE or not all(_PLAIN_SEGMENT.fullmatch(s) for s in segments):
+        return DEFAULT_API_BASE
+    return "/" + "/".join(segments[:-1]) if len(segments) > 1 else DEFAULT_API_BASE
 
 
 def render_page(settings: Settings | None, api_base: str) -> str:

@@ -212,3 +212,20 @@ def test_the_sdk_log_level_is_a_setting_that_quiets_the_azure_loggers() -> None:
         azure_logger.setLevel(before)
     with pytest.raises(SettingsError):
         Settings.from_env({**ENV, "AZURE_SDK_LOG_LEVEL": "chatty"})
+
+
+@pytest.mark.parametrize(
+    ("url", "base"),
+    [
+        ("http://127.0.0.1:7071//api/playground", "/api"),  # was "//api": a host name to the browser
+        ("http://127.0.0.1:7071///evil.example/playground", "/evil.example"),
+        ("http://127.0.0.1:7071/api//playground", "/api"),
+        ("http://127.0.0.1:7071/a%2F%2Fb/playground", "/api"),  # anything not a plain path: the default
+    ],
+)
+def test_the_playgrounds_api_base_is_always_a_path_on_its_own_origin(url: str, base: str) -> None:
+    from imagegen.edges import playground
+
+    found = playground.api_base_for(url)
+    assert found == base
+    assert not found.startswith("//")
