@@ -31,7 +31,13 @@ from azure.storage.blob import (
 )
 from azure.storage.blob.aio import BlobServiceClient, ExponentialRetry
 
-from imagegen.adapters.transport import PROBE_CALL_OPTIONS, STORAGE_RETRY, CallCounter, connection_options
+from imagegen.adapters.transport import (
+    PROBE_CALL_OPTIONS,
+    STORAGE_RETRY,
+    CallCounter,
+    connection_options,
+    counted_retry,
+)
 from imagegen.domain.errors import StorageError
 from imagegen.domain.jsontext import NotJson, parse_json
 from imagegen.domain.ports import (
@@ -90,8 +96,7 @@ class BlobStore:
     def client(self) -> BlobServiceClient:
         if self._client is None:
             options: dict[str, Any] = {
-                "retry_policy": ExponentialRetry(**STORAGE_RETRY),
-                "per_call_policies": [self._call_counter] if self._call_counter is not None else [],
+                "retry_policy": counted_retry(ExponentialRetry, self._call_counter, STORAGE_RETRY),
                 **connection_options(self._connection_verify, read_timeout=60),
             }
             if self._storage.connection_string is not None:

@@ -16,7 +16,13 @@ from azure.storage.queue import TextBase64DecodePolicy, TextBase64EncodePolicy
 from azure.storage.queue._shared.policies_async import ExponentialRetry  # not re-exported by .aio
 from azure.storage.queue.aio import QueueClient
 
-from imagegen.adapters.transport import PROBE_CALL_OPTIONS, STORAGE_RETRY, CallCounter, connection_options
+from imagegen.adapters.transport import (
+    PROBE_CALL_OPTIONS,
+    STORAGE_RETRY,
+    CallCounter,
+    connection_options,
+    counted_retry,
+)
 from imagegen.domain.errors import StorageError
 from imagegen.domain.messages import MAX_MESSAGE_BYTES, message_text, wire_size
 from imagegen.domain.ports import SentMessage
@@ -50,8 +56,7 @@ class QueueStore:
             options: dict[str, Any] = {
                 "message_encode_policy": TextBase64EncodePolicy(),
                 "message_decode_policy": TextBase64DecodePolicy(),
-                "retry_policy": ExponentialRetry(**STORAGE_RETRY),
-                "per_call_policies": [self._call_counter] if self._call_counter is not None else [],
+                "retry_policy": counted_retry(ExponentialRetry, self._call_counter, STORAGE_RETRY),
                 **connection_options(self._connection_verify, read_timeout=30),
             }
             if self._storage.connection_string is not None:
