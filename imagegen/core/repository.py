@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import base64
+import secrets
 import uuid
 from collections.abc import Callable
 from datetime import datetime
 
 from imagegen.domain.errors import ImageGenError, JobNotFound, StorageError
 from imagegen.domain.jobs import Job, VersionedJob, job_from_record
-from imagegen.domain.ports import BlobChanged, BlobNotFound, JobRecordStore
+from imagegen.domain.ports import BlobAlreadyExists, BlobChanged, BlobNotFound, JobRecordStore
 
 MAX_UPDATE_ATTEMPTS = 8
+IDEMPOTENCY_PREFIX = "idempotency/"
+IDEMPOTENCY_KEY_RECORD = "keys/idempotency.json"
 
 
 class JobRepository:
@@ -72,3 +76,35 @@ class JobRepository:
     async def write_if_unchanged(self, job: Job, *, etag: str) -> str:
         """One conditional write when the caller holds the latest ETag; raises BlobChanged otherwise."""
         return await self._store.replace_json(self._container, self._name(job.id), job.to_record(), etag=etag)
+
+    async def claim_idempotency(self, keyed_hash: str, job_id: str) -> str:
+        """The job an idempotency record names: `job_id` when this call created the record (first
+        come), else the one already named. Create-if-absent is the lock across instances."""
+        name = f"{IDEMPOTENCY_PREFIX}{keyed_hash}.json"
+        try:
+            await self._store.create_json(self._container, name, {"job_id": job_id})
+            return job_id
+        except BlobAlreadyExists:
+            pass
+        try:
+            stored = await self._store.read_json(self._container, name)
+            named = str(uuid.UUID(str(stored.document["job_id"])))
+        except (BlobNotFound, KeyError, ValueError):
+            raise StorageError("an idempotency record is not readable") from None
+        return named
+
+    async def idempotency_key(self) -> bytes:
+        """The HMAC key for idempotency records when IDEMPOTENCY_SECRET is not set: made once, at
+        random, by the first instance that needs it, and kept with the job records."""
+        fresh = secrets.token_bytes(32)
+        try:
+            await self._store.create_json(
+                self._container, IDEMPOTENCY_KEY_RECORD, {"key": base64.b64encode(fresh).decode()}
+            )
+            return fresh
+        except BlobAlreadyExists:
+            stored = await self._store.read_json(self._container, IDEMPOTENCY_KEY_RECORD)
+        try:
+            return base64.b64decode(str(stored.document["key"]), validate=True)
+        except (KeyError, ValueError):
+            raise StorageError("the idempotency key record is not readable") from None

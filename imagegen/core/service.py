@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import hmac
 import json
 import logging
 import os
@@ -64,7 +65,6 @@ from imagegen.domain.settings import (
 
 log = logging.getLogger(__name__)
 
-IDEMPOTENCY_NAMESPACE = uuid.UUID("5b0c7e2a-8f0b-4f0e-9d55-2f6b1f1e9a10")
 # A job message becomes visible this long after its lease would lapse, so a live owner renews first.
 GRACE_MARGIN_SECONDS = 5.0
 EXISTING_JOB_POLL_SECONDS = (0.1, 0.2, 0.4, 0.8, 1.0)
@@ -89,6 +89,7 @@ class Submission:
     body_hash: str
     idempotency_key: str | None = None
     callback_url: str | None = None
+    idempotency_scope: str = "http"  # keys from HTTP and from the queue are separate spaces
 
     @staticmethod
     def hash_body(document: dict[str, Any]) -> str:
@@ -167,6 +168,7 @@ class ImageService:
         self.jobs = JobRepository(store, settings.jobs_container, clock=clock)
         self._handles: dict[str, _JobHandle] = {}
         self._lease = timedelta(seconds=settings.job_lease_seconds)
+        self._idempotency_hmac_key: bytes | None = None
 
     async def close(self) -> None:
         for handle in list(self._handles.values()):
@@ -188,15 +190,14 @@ class ImageService:
 
     # --- submitting --------------------------------------------------------------------------
 
-    def _new_job(self, submission: Submission, status: JobStatus) -> Job:
-        """Same Idempotency-Key → same job id (a UUIDv5 of the key's hash), so the record's
-        create-if-absent is the lock; without a key, a random id."""
-        key_hash = (
-            hashlib.sha256(submission.idempotency_key.encode()).hexdigest()
-            if submission.idempotency_key is not None
-            else None
-        )
-        job_id = str(uuid.uuid5(IDEMPOTENCY_NAMESPACE, key_hash)) if key_hash else str(uuid.uuid4())
+    async def _new_job(self, submission: Submission, status: JobStatus) -> Job:
+        """A random job id; with an Idempotency-Key, the id its idempotency record names (the first
+        submission's). The record is found by an HMAC of scope and key with a secret the app holds,
+        so a key alone never gives a job's id; the job record's create-if-absent stays the lock."""
+        job_id, key_hash = str(uuid.uuid4()), None
+        if submission.idempotency_key is not None:
+            key_hash = await self._keyed_hash(submission.idempotency_scope, submission.idempotency_key)
+            job_id = await self.jobs.claim_idempotency(key_hash, job_id)
         return Job.new(
             submission.request,
             now=self._clock(),
@@ -208,9 +209,15 @@ class ImageService:
             model=self.settings.catalog_model.name,
         )
 
+    async def _keyed_hash(self, scope: str, key: str) -> str:
+        if self._idempotency_hmac_key is None:
+            secret = self.settings.idempotency_secret
+            self._idempotency_hmac_key = secret.encode() if secret else await self.jobs.idempotency_key()
+        return hmac.new(self._idempotency_hmac_key, f"{scope}\n{key}".encode(), hashlib.sha256).hexdigest()
+
     async def submit_async(self, submission: Submission) -> Job:
         """Record the job and queue it for a worker at once (Prefer: respond-async, queue input)."""
-        job = self._new_job(submission, JobStatus.QUEUED)
+        job = await self._new_job(submission, JobStatus.QUEUED)
         try:
             await self.jobs.create(job)
         except BlobAlreadyExists:
@@ -227,7 +234,7 @@ class ImageService:
     async def submit_and_wait(self, submission: Submission, wait_seconds: float) -> Job:
         """Record the job, back it with a delayed message, run it here; answer when done or at the wait."""
         started = self._monotonic()
-        job = self._leased(self._new_job(submission, JobStatus.RUNNING))
+        job = self._leased(await self._new_job(submission, JobStatus.RUNNING))
         # The record and its backing message are written together (one round trip, not two); both
         # exist before the upstream call. A message whose record was never written is dropped.
         created, sent = await asyncio.gather(

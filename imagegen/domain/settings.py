@@ -53,6 +53,7 @@ ENV_ALLOW_LOCAL_WEBHOOKS = "ALLOW_LOCAL_WEBHOOKS"
 ENV_IMAGE_PRICES = "IMAGE_PRICES"
 ENV_PUBLIC_API_BASE = "PUBLIC_API_BASE"
 ENV_SDK_LOG_LEVEL = "AZURE_SDK_LOG_LEVEL"
+ENV_IDEMPOTENCY_SECRET = "IDEMPOTENCY_SECRET"  # noqa: S105 - a setting name, not a secret
 
 # What infra/ must set in Azure: every setting the app reads there (keyless: no API key, no
 # connection string; the local-development flag stays off).
@@ -147,6 +148,8 @@ class Settings:
     prices: PriceTable = field(default_factory=shipped_prices, repr=False)
     public_api_base: str | None = None  # e.g. https://<app>.azurewebsites.net/api
     sdk_log_level: str | None = None  # the `azure` loggers' level (WARNING in Azure); None: left alone
+    # Keys the hash that maps an Idempotency-Key to its job; None: a key the app keeps in Blob Storage.
+    idempotency_secret: str | None = field(default=None, repr=False)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Settings:
@@ -182,6 +185,7 @@ class Settings:
             prices=_prices(reader.optional(ENV_IMAGE_PRICES)),
             public_api_base=_public_api_base(reader),
             sdk_log_level=_log_level(reader.optional(ENV_SDK_LOG_LEVEL)),
+            idempotency_secret=_idempotency_secret(reader.optional(ENV_IDEMPOTENCY_SECRET)),
         )
 
     @property
@@ -226,6 +230,15 @@ def _webhook_secret(secret: str | None) -> str | None:
             webhook_signing_key(secret)
         except ValueError as problem:
             raise SettingsError(ENV_WEBHOOK_SECRET, str(problem)) from None
+    return secret
+
+
+MIN_IDEMPOTENCY_SECRET_BYTES = 32
+
+
+def _idempotency_secret(secret: str | None) -> str | None:
+    if secret is not None and len(secret.encode()) < MIN_IDEMPOTENCY_SECRET_BYTES:
+        raise SettingsError(ENV_IDEMPOTENCY_SECRET, f"must be at least {MIN_IDEMPOTENCY_SECRET_BYTES} bytes")
     return secret
 
 

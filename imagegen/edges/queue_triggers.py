@@ -7,6 +7,7 @@ host retry it, and after maxDequeueCount tries move it to `<queue>-poison`.
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 from typing import Any
 
 import azure.functions as func
@@ -61,8 +62,11 @@ async def accept_image_request(msg: func.QueueMessage, context: HandlerContext) 
             check_idempotency_key(fields.pop("idempotency_key", None), field="idempotency_key")
             or f"queue:{msg.id}"
         )
-        submission = await build_submission(
-            fields, rules=service.rules, settings=service.settings, idempotency_key=key
+        submission = replace(
+            await build_submission(
+                fields, rules=service.rules, settings=service.settings, idempotency_key=key
+            ),
+            idempotency_scope="queue",
         )
     except NotJson as error:
         await service.reject_request_message(

@@ -598,4 +598,6 @@ class World:
         return self.blobs.versions(self.settings.jobs_container, f"{job_id}.json")
 
     def job_ids(self) -> list[str]:
-        return [name.removesuffix(".json") for name in self.blobs.names(self.settings.jobs_container)]
+        """Job records only (idempotency records and the app's key live under their own prefixes)."""
+        names = self.blobs.names(self.settings.jobs_container)
+        return [name.removesuffix(".json") for name in names if "/" not in name]
