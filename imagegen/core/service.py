@@ -326,7 +326,8 @@ class ImageService:
         if not handle.finished.done():
             handle.finished.set_result(final)
         try:
-            await self._after_terminal(final)
+            # The handle holds the final record's ETag (unless a cancel replaced it meanwhile).
+            await self._after_terminal(final, handle.etag if handle.job == final else None)
         except StorageError:
             if message is None:
                 raise  # the host retries the message, and with it the publishing
@@ -441,7 +442,8 @@ class ImageService:
             return None
         job, now = versioned.job, self._clock()
         if job.status.terminal:
-            await self._after_terminal(job)  # only what is not recorded as delivered: a replay sends nothing
+            # Only what is not recorded as delivered: a replay sends nothing.
+            await self._after_terminal(job, versioned.etag)
             return job
         if job.id in self._handles or job.lease_is_live(now):
             remaining = (
@@ -524,7 +526,7 @@ class ImageService:
 
     # --- after the end -----------------------------------------------------------------------
 
-    async def _after_terminal(self, job: Job) -> None:
+    async def _after_terminal(self, job: Job, etag: str | None = None) -> None:
         """Publish to `image-results` and POST the callback, then record that both were done.
 
         At least once: a crash before the record is written publishes again (ids let receivers
@@ -541,6 +543,12 @@ class ImageService:
             payload = json.dumps(body, separators=(",", ":")).encode()
             # Delivered, or refused for good (the sender retries what may still succeed): done.
             await self._webhooks.deliver(job.callback_url, f"{job.id}.{job.status.value}", payload)
+        if etag is not None:  # one conditional write when the record is as we last wrote or read it
+            try:
+                await self.jobs.write_if_unchanged(job.with_published(outputs), etag=etag)
+                return
+            except BlobChanged:
+                pass
         await self.jobs.update(job.id, lambda current: current.with_published(outputs))
 
     def _outputs(self, job: Job) -> frozenset[Output]:

@@ -520,9 +520,9 @@ async def test_an_instance_that_died_before_recording_its_publishing_leaves_it_t
     sending = world.queue.hold("send", where=on(RESULTS))
     running = asyncio.ensure_future(deliver_next(dead, world.queue))
     await soon(sending.reached.wait())  # the outcome is recorded; publishing has begun
-    recording = world.blobs.hold("read_json", where=lambda name: name == f"{job.id}.json")
+    recording = world.blobs.hold("replace_json", where=lambda name: name == f"{job.id}.json")
     sending.release()
-    await soon(recording.reached.wait())  # both outputs are out; the bookkeeping is about to be read
+    await soon(recording.reached.wait())  # both outputs are out; the bookkeeping is about to be written
     await dead.close()  # the instance dies: the host neither completes nor abandons its message
     await settle(running.done)
     assert running.cancelled()
