@@ -8,10 +8,15 @@ from imagegen.edges import http_api, openapi, playground, queue_triggers
 
 # Settings are read once, here, while the host indexes the app: a missing or malformed one stops
 # start-up with a SettingsError naming it. SDK clients are still built on first use.
-wiring.configure_logging(wiring.get_settings())
+settings = wiring.get_settings()
+wiring.configure_logging(settings)
 context = wiring.handler_context()
 
-app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
+# With App Service Authentication (EASY_AUTH) the platform authenticates every caller with Microsoft
+# Entra ID before the host sees the request, so the routes need no function key; without it, a key.
+app = func.FunctionApp(
+    http_auth_level=func.AuthLevel.ANONYMOUS if settings.easy_auth else func.AuthLevel.FUNCTION
+)
 STORAGE = "AzureWebJobsStorage"
 
 

@@ -133,6 +133,18 @@ param pipelineConsumerPrincipalIds array = []
 ])
 param pipelinePrincipalType string = 'ServicePrincipal'
 
+@description('App Service Authentication with Microsoft Entra ID: keyless callers (web apps, Logic Apps with a managed identity, Power Automate OAuth), each with their own jobs. Off: function keys.')
+param easyAuthEnabled bool = false
+
+@description('Client id of the Entra app registration that represents the API (required with easyAuthEnabled).')
+param easyAuthClientId string = ''
+
+@description('Audiences a caller token may carry; empty for api://<easyAuthClientId> and the client id.')
+param easyAuthAllowedAudiences array = []
+
+@description('Client ids allowed to call (apps, managed identities); empty for any in the tenant.')
+param easyAuthAllowedClientApplications array = []
+
 // ---------------------------------------------------------------- webhooks
 @description('Sign callback_url webhooks; creates a Key Vault holding WEBHOOK_SECRET. False: no Key Vault, no WEBHOOK_SECRET.')
 param webhooksEnabled bool = true
@@ -347,6 +359,10 @@ module api 'app/api.bicep' = {
     upstreamTimeoutSeconds: upstreamTimeoutSeconds
     jobLeaseSeconds: jobLeaseSeconds
     imagePrices: imagePrices
+    easyAuthEnabled: easyAuthEnabled
+    easyAuthClientId: easyAuthClientId
+    easyAuthAllowedAudiences: easyAuthAllowedAudiences
+    easyAuthAllowedClientApplications: easyAuthAllowedClientApplications
     webhooksEnabled: webhooksOn
     webhookSecretReferenceUri: webhooksOn ? keyVault.outputs.referenceUri : ''
   }

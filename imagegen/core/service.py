@@ -90,6 +90,7 @@ class Submission:
     idempotency_key: str | None = None
     callback_url: str | None = None
     idempotency_scope: str = "http"  # keys from HTTP and from the queue are separate spaces
+    owner: str | None = None  # the caller (Easy Auth): its jobs, and its own idempotency keys
 
     @staticmethod
     def hash_body(document: dict[str, Any]) -> str:
@@ -196,7 +197,8 @@ class ImageService:
         so a key alone never gives a job's id; the job record's create-if-absent stays the lock."""
         job_id, key_hash = str(uuid.uuid4()), None
         if submission.idempotency_key is not None:
-            key_hash = await self._keyed_hash(submission.idempotency_scope, submission.idempotency_key)
+            scope = submission.idempotency_scope + (f":{submission.owner}" if submission.owner else "")
+            key_hash = await self._keyed_hash(scope, submission.idempotency_key)
             job_id = await self.jobs.claim_idempotency(key_hash, job_id)
         return Job.new(
             submission.request,
@@ -207,6 +209,7 @@ class ImageService:
             idempotency_key_hash=key_hash,
             body_hash=submission.body_hash,
             model=self.settings.catalog_model.name,
+            owner=submission.owner,
         )
 
     async def _keyed_hash(self, scope: str, key: str) -> str:
@@ -495,7 +498,16 @@ class ImageService:
 
     # --- cancel, read ------------------------------------------------------------------------
 
-    async def cancel(self, job_id: str) -> Job:
+    async def job_for(self, job_id: str, owner: str | None) -> Job:
+        """The job, if the caller may see it: with Easy Auth only its owner; another caller's job is
+        answered like one that does not exist."""
+        job = await self.jobs.get(job_id)
+        if self.settings.easy_auth and job.owner != owner:
+            raise JobNotFound(f"no job with id '{job_id[:64]}'")
+        return job
+
+    async def cancel(self, job_id: str, owner: str | None = None) -> Job:
+        await self.job_for(job_id, owner)
         job = await self.jobs.update(job_id, lambda current: current.canceled(self._clock()))
         log.info("job %s canceled", job.id)
         running_here = self._handles.get(job.id)

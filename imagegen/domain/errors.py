@@ -107,6 +107,13 @@ class StorageError(ImageGenError):
     http_status = 503
 
 
+class Unauthenticated(ImageGenError):
+    """App Service Authentication is on and the request carries no caller the platform vouched for."""
+
+    code = "unauthorized"
+    http_status = 401
+
+
 class ProcessingFailed(ImageGenError):
     """The job's queue message failed every try and was poisoned; the job ends with this reason."""
 
@@ -128,6 +135,7 @@ ERROR_TYPES_BY_CODE: dict[str, type[ImageGenError]] = {
         UpstreamTimeout,
         StorageError,
         ProcessingFailed,
+        Unauthenticated,
         ImageGenError,
     )
 }

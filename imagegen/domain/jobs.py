@@ -103,6 +103,7 @@ class Job:
     callback_url: str | None = field(default=None, repr=False)
     operation: Operation = Operation.GENERATE
     published: frozenset[Output] = frozenset()  # outputs done for the terminal state
+    owner: str | None = None  # the caller's principal id, with Easy Auth; None: any key holder
 
     @classmethod
     def new(
@@ -117,6 +118,7 @@ class Job:
         body_hash: str | None = None,
         model: str | None = None,
         operation: Operation = Operation.GENERATE,
+        owner: str | None = None,
     ) -> Job:
         return cls(
             id=job_id or str(uuid.uuid4()),
@@ -129,6 +131,7 @@ class Job:
             body_hash=body_hash,
             model=model,
             operation=operation,
+            owner=owner,
         )
 
     def _still_open(self) -> None:
@@ -190,6 +193,7 @@ class Job:
             "idempotency_key_hash": self.idempotency_key_hash,
             "body_hash": self.body_hash,
             "callback_url": self.callback_url,
+            "owner": self.owner,
         }
         record["operation"] = self.operation.value
         if self.published:
@@ -223,6 +227,7 @@ class Job:
             idempotency_key_hash=record.get("idempotency_key_hash"),
             body_hash=record.get("body_hash"),
             callback_url=record.get("callback_url"),
+            owner=record.get("owner"),
         )
 
     def succeeded(

@@ -53,6 +53,7 @@ ENV_ALLOW_LOCAL_WEBHOOKS = "ALLOW_LOCAL_WEBHOOKS"
 ENV_IMAGE_PRICES = "IMAGE_PRICES"
 ENV_PUBLIC_API_BASE = "PUBLIC_API_BASE"
 ENV_SDK_LOG_LEVEL = "AZURE_SDK_LOG_LEVEL"
+ENV_EASY_AUTH = "EASY_AUTH"
 ENV_IDEMPOTENCY_SECRET = "IDEMPOTENCY_SECRET"  # noqa: S105 - a setting name, not a secret
 
 # What infra/ must set in Azure: every setting the app reads there (keyless: no API key, no
@@ -80,6 +81,7 @@ DEPLOYED_SETTING_NAMES: frozenset[str] = frozenset(
         ENV_IMAGE_PRICES,
         ENV_PUBLIC_API_BASE,
         ENV_SDK_LOG_LEVEL,
+        ENV_EASY_AUTH,
     }
 )
 # Read only on a developer's machine.
@@ -148,6 +150,8 @@ class Settings:
     prices: PriceTable = field(default_factory=shipped_prices, repr=False)
     public_api_base: str | None = None  # e.g. https://<app>.azurewebsites.net/api
     sdk_log_level: str | None = None  # the `azure` loggers' level (WARNING in Azure); None: left alone
+    # App Service Authentication in front: callers are Entra principals, each with their own jobs.
+    easy_auth: bool = False
     # Keys the hash that maps an Idempotency-Key to its job; None: a key the app keeps in Blob Storage.
     idempotency_secret: str | None = field(default=None, repr=False)
 
@@ -186,6 +190,7 @@ class Settings:
             public_api_base=_public_api_base(reader),
             sdk_log_level=_log_level(reader.optional(ENV_SDK_LOG_LEVEL)),
             idempotency_secret=_idempotency_secret(reader.optional(ENV_IDEMPOTENCY_SECRET)),
+            easy_auth=reader.flag(ENV_EASY_AUTH),
         )
 
     @property

@@ -12,7 +12,7 @@ import logging
 import math
 import re
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -21,7 +21,14 @@ import azure.functions as func
 from imagegen.core.intake import build_submission, check_idempotency_key
 from imagegen.core.service import ImageService
 from imagegen.core.views import job_url, render_job
-from imagegen.domain.errors import ImageGenError, SettingsError, StorageError, http_status_for_code
+from imagegen.domain.callers import caller_from_headers
+from imagegen.domain.errors import (
+    ImageGenError,
+    SettingsError,
+    StorageError,
+    Unauthenticated,
+    http_status_for_code,
+)
 from imagegen.domain.jobs import Job, JobStatus
 from imagegen.domain.settings import Settings
 from imagegen.edges.context import HandlerContext
@@ -31,6 +38,17 @@ log = logging.getLogger(__name__)
 
 POLL_AFTER_SECONDS = 2
 JSON = "application/json"
+
+
+def _owner(req: func.HttpRequest, settings: Settings) -> str | None:
+    """The caller's principal id with Easy Auth (401 without one); None without Easy Auth, whatever
+    principal headers the client sent (only the platform's are to be trusted)."""
+    if not settings.easy_auth:
+        return None
+    caller = caller_from_headers(req.headers)
+    if caller is None:
+        raise Unauthenticated("App Service Authentication is on: sign in with Microsoft Entra ID")
+    return caller.principal_id
 
 
 @dataclass(frozen=True)
@@ -114,11 +132,15 @@ async def create_image(req: func.HttpRequest, context: HandlerContext) -> func.H
     async def action() -> func.HttpResponse:
         service = context.service()
         document = parse_json_object(req.get_body(), req.headers.get("Content-Type"))
-        submission = await build_submission(
-            document,
-            rules=service.rules,
-            settings=service.settings,
-            idempotency_key=check_idempotency_key(req.headers.get("Idempotency-Key")),
+        owner = _owner(req, service.settings)
+        submission = replace(
+            await build_submission(
+                document,
+                rules=service.rules,
+                settings=service.settings,
+                idempotency_key=check_idempotency_key(req.headers.get("Idempotency-Key")),
+            ),
+            owner=owner,
         )
         preference = parse_prefer(req.headers.get("Prefer"))
         if preference.respond_async:
@@ -138,7 +160,7 @@ async def get_image(req: func.HttpRequest, context: HandlerContext) -> func.Http
 
     async def action() -> func.HttpResponse:
         service = context.service()
-        job = await service.jobs.get(req.route_params.get("id", ""))
+        job = await service.job_for(req.route_params.get("id", ""), _owner(req, service.settings))
         return await job_response(service, job, req)
 
     return await _guarded(action)
@@ -149,7 +171,7 @@ async def cancel_image(req: func.HttpRequest, context: HandlerContext) -> func.H
 
     async def action() -> func.HttpResponse:
         service = context.service()
-        job = await service.cancel(req.route_params.get("id", ""))
+        job = await service.cancel(req.route_params.get("id", ""), _owner(req, service.settings))
         return _json_response(render_job(await service.view(job), service.settings.api_base), 200)
 
     return await _guarded(action)

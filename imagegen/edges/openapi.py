@@ -616,8 +616,41 @@ def _get_api_description() -> Schema:
     }
 
 
-def build_document(rules: ModelRules, *, host: str, scheme: str = "https", webhooks: bool = True) -> Schema:
-    """The Swagger 2.0 document for one model (and webhooks on or off), served from `scheme://host/api`."""
+ENTRA_SECURITY_NAME = "entra"
+# Power Automate's "Azure Active Directory" identity provider for custom connectors (OAuth 2.0, code flow).
+ENTRA_AUTHORIZATION_URL = "https://login.microsoftonline.com/common/oauth2/authorize"
+ENTRA_TOKEN_URL = "https://login.windows.net/common/oauth2/authorize"  # noqa: S105 - a URL, not a secret
+
+
+def entra_security() -> Schema:
+    """The OAuth 2.0 (Microsoft Entra ID) security definition, for an app with App Service
+    Authentication (EASY_AUTH): the connector signs its users in instead of holding a function key."""
+    return {
+        ENTRA_SECURITY_NAME: {
+            "type": "oauth2",
+            "flow": "accessCode",
+            "authorizationUrl": ENTRA_AUTHORIZATION_URL,
+            "tokenUrl": ENTRA_TOKEN_URL,
+            "scopes": {},
+            "description": "Microsoft Entra ID: callers sign in; App Service Authentication validates "
+            "the token and the app keeps each caller's jobs apart.",
+        }
+    }
+
+
+def build_document(
+    rules: ModelRules, *, host: str, scheme: str = "https", webhooks: bool = True, entra: bool = False
+) -> Schema:
+    """The Swagger 2.0 document for one model (and webhooks on or off), served from `scheme://host/api`;
+    `entra`: the OAuth (Entra) security definition instead of the function key."""
+    document = _document(rules, host=host, scheme=scheme, webhooks=webhooks)
+    if entra:
+        document["securityDefinitions"] = entra_security()
+        document["security"] = [{ENTRA_SECURITY_NAME: []}]
+    return document
+
+
+def _document(rules: ModelRules, *, host: str, scheme: str, webhooks: bool) -> Schema:
     return {
         "swagger": "2.0",
         "info": {
@@ -709,12 +742,24 @@ def main(argv: Sequence[str] | None = None, write: Callable[[str], object] = sys
     parser.add_argument(
         "--properties", action="store_true", help="print connector/apiProperties.json instead"
     )
+    parser.add_argument(
+        "--auth",
+        choices=("function-key", "entra"),
+        default="function-key",
+        help="how the connector authenticates: a function key, or Microsoft Entra ID (EASY_AUTH)",
+    )
     args = parser.parse_args(argv)
     if args.properties:
         write(to_json(api_properties()))
     else:
         rules = rules_for_model(args.model)
-        document = build_document(rules, host=args.host, scheme=args.scheme, webhooks=not args.no_webhooks)
+        document = build_document(
+            rules,
+            host=args.host,
+            scheme=args.scheme,
+            webhooks=not args.no_webhooks,
+            entra=args.auth == "entra",
+        )
         write(to_json(document))
     return 0
 

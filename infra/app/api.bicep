@@ -56,6 +56,14 @@ param upstreamTimeoutSeconds int
 param jobLeaseSeconds int
 @description('IMAGE_PRICES: per-model prices that replace the shipped table; empty for the shipped ones.')
 param imagePrices string = ''
+@description('EASY_AUTH: App Service Authentication with Microsoft Entra ID in front of the API (authsettingsV2).')
+param easyAuthEnabled bool = false
+@description('Client id of the Entra app registration callers get tokens for (required with easyAuthEnabled).')
+param easyAuthClientId string = ''
+@description('Audiences a token may carry; empty for api://<easyAuthClientId> and the client id itself.')
+param easyAuthAllowedAudiences array = []
+@description('Client ids (apps, managed identities) allowed to call; empty for any in the tenant.')
+param easyAuthAllowedClientApplications array = []
 
 param webhooksEnabled bool
 @description('Versionless Key Vault URI of the webhook signing secret (ignored when webhooks are off).')
@@ -156,6 +164,11 @@ var applicationSettings = [
     value: imagePrices
   }
   {
+    // App Service Authentication in front: callers are Entra principals, each with their own jobs.
+    name: 'EASY_AUTH'
+    value: string(easyAuthEnabled)
+  }
+  {
     // The Python SDKs' per-request INFO lines would dominate Application Insights ingestion.
     name: 'AZURE_SDK_LOG_LEVEL'
     value: 'WARNING'
@@ -190,7 +203,7 @@ resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
       '${identityId}': {}
     }
   }
-  //checkov:skip=CKV_AZURE_13: callers (Logic Apps, Power Automate, web apps) authenticate with function keys (auth level FUNCTION); App Service Authentication would lock them out
+  //checkov:skip=CKV_AZURE_13: callers authenticate with function keys by default; App Service Authentication is a parameter (easyAuthEnabled, the authsettingsV2 resource below)
   //checkov:skip=CKV_AZURE_17: same callers, same reason: they send function keys, not client certificates
   //checkov:skip=CKV_AZURE_222: a public HTTP API by design; every route except the anonymous, secret-free /api/health needs a function key
   properties: {
@@ -252,3 +265,55 @@ resource scmPublishing 'Microsoft.Web/sites/basicPublishingCredentialsPolicies@2
 
 output name string = functionApp.name
 output uri string = 'https://${functionApp.properties.defaultHostName}'
+
+// App Service Authentication: the platform validates every caller's Entra token, strips any
+// X-MS-CLIENT-PRINCIPAL* header the client sent and sets them from the token (the app reads them
+// only with EASY_AUTH). Health, the OpenAPI description and the playground page stay anonymous.
+resource authSettings 'Microsoft.Web/sites/config@2024-04-01' = if (easyAuthEnabled) {
+  //checkov:skip=CKV_AZURE_13: checkov takes this authsettingsV2 resource for the web config of the site, which is checked itself
+  //checkov:skip=CKV_AZURE_63: checkov takes this authsettingsV2 resource for the web config of the site, which is checked itself
+  //checkov:skip=CKV_AZURE_65: checkov takes this authsettingsV2 resource for the web config of the site, which is checked itself
+  //checkov:skip=CKV_AZURE_66: checkov takes this authsettingsV2 resource for the web config of the site, which is checked itself
+  //checkov:skip=CKV_AZURE_80: checkov takes this authsettingsV2 resource for the web config of the site, which is checked itself
+  //checkov:skip=CKV_AZURE_88: checkov takes this authsettingsV2 resource for the web config of the site, which is checked itself
+  //checkov:skip=CKV_AZURE_222: checkov takes this authsettingsV2 resource for the web config of the site, which is checked itself
+  parent: functionApp
+  name: 'authsettingsV2'
+  properties: {
+    platform: {
+      enabled: true
+    }
+    globalValidation: {
+      requireAuthentication: true
+      unauthenticatedClientAction: 'Return401'
+      excludedPaths: [
+        '/api/health'
+        '/api/openapi.json'
+        '/api/playground'
+      ]
+    }
+    identityProviders: {
+      azureActiveDirectory: {
+        enabled: true
+        registration: {
+          clientId: easyAuthClientId
+          openIdIssuer: '${environment().authentication.loginEndpoint}${tenant().tenantId}/v2.0'
+        }
+        validation: {
+          allowedAudiences: empty(easyAuthAllowedAudiences) ? [
+            'api://${easyAuthClientId}'
+            easyAuthClientId
+          ] : easyAuthAllowedAudiences
+          defaultAuthorizationPolicy: {
+            allowedApplications: easyAuthAllowedClientApplications
+          }
+        }
+      }
+    }
+    login: {
+      tokenStore: {
+        enabled: false
+      }
+    }
+  }
+}

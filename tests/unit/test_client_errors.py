@@ -42,6 +42,7 @@ from tests.unit.client_fakes import (
 # The README's error table: code, HTTP status, the class a caller catches.
 ERROR_TABLE: list[tuple[str, int, type[ApiError]]] = [
     ("invalid_request", 400, InvalidRequestError),
+    ("unauthorized", 401, AuthenticationError),
     ("not_found", 404, NotFoundError),
     ("conflict", 409, ConflictError),
     ("canceled", 409, JobCanceledError),
@@ -57,7 +58,6 @@ ERROR_TABLE: list[tuple[str, int, type[ApiError]]] = [
 # Codes no server answer carries: the client makes these itself.
 CLIENT_CODES = {
     "api_error": ApiError,
-    "unauthorized": AuthenticationError,
     "client_timeout": WaitTimeoutError,
     "connection_failed": ConnectionFailedError,
 }

@@ -592,3 +592,21 @@ def test_pipeline_identities_get_queue_scoped_roles_on_their_queue_only(
         QUEUE_IMAGE_REQUESTS,
         QUEUE_IMAGE_RESULTS,
     )
+
+
+def test_easy_auth_is_a_parameter_that_puts_entra_in_front_and_keeps_health_anonymous(
+    bicep: dict[str, dict[str, Any]],
+) -> None:
+    api = bicep["app/api.bicep"]
+    auth = api["resources"]["authSettings"]["config"]
+    body = auth.get("config", auth)
+    assert body["name"] == "authsettingsV2"
+    validation = body["properties"]["globalValidation"]
+    assert (validation["requireAuthentication"], validation["unauthenticatedClientAction"]) == (
+        True,
+        "Return401",
+    )
+    assert {"/api/health", "/api/openapi.json", "/api/playground"} <= set(validation["excludedPaths"])
+    assert body["properties"]["identityProviders"]["azureActiveDirectory"]["enabled"] is True
+    main = bicep["main.bicep"]["parameters"]
+    assert default_of(main["easyAuthEnabled"]) is False  # function keys unless asked

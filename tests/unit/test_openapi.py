@@ -233,3 +233,13 @@ def test_callback_url_only_where_webhooks_are_configured() -> None:
     out = io.StringIO()
     openapi.main(["--no-webhooks"], out.write)
     assert "callback_url" not in json.loads(out.getvalue())["definitions"]["ImageRequest"]["properties"]
+
+
+def test_the_connector_can_offer_entra_sign_in_instead_of_a_function_key() -> None:
+    out = io.StringIO()
+    assert openapi.main(["--host", "myapp.azurewebsites.net", "--auth", "entra"], out.write) == 0
+    document = json.loads(out.getvalue())
+    [(name, definition)] = document["securityDefinitions"].items()
+    assert definition["type"] == "oauth2" and definition["flow"] == "accessCode"
+    assert document["security"] == [{name: []}]
+    validate(document, cls=OpenAPIV2SpecValidator)

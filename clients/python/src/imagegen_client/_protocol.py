@@ -167,11 +167,11 @@ def _job_in(document: Mapping[str, Any] | None) -> Job | None:
 def error_from_answer(response: httpx.Response) -> ApiError:
     """The ApiError an answer stands for: its `error.code`'s class, with details, Retry-After, job."""
     status = response.status_code
-    if status == 401:
-        return AuthenticationError("the function key is missing or wrong", status=status)
     document = _document(response)
     job = _job_in(document)
     error = document.get("error") if document is not None else None
+    if status == 401 and not isinstance(error, dict):  # the Functions host's own 401 has no body
+        return AuthenticationError("the function key is missing or wrong", status=status)
     if not isinstance(error, dict):
         return ApiError(f"the API answered {status}", status=status, job=job)
     details = error.get("details")

@@ -1,8 +1,9 @@
 """One exception hierarchy: every failure of a call is an ApiError, one subclass per error code.
 
-The server's codes (its `error.code`) map to classes through SERVER_ERRORS_BY_CODE; a few codes are
-the client's own: `unauthorized` (the Functions host answers 401 without a body), `client_timeout`,
-`connection_failed`, and `api_error` for an answer this client cannot read.
+The server's codes (its `error.code`) map to classes through SERVER_ERRORS_BY_CODE (`unauthorized` is
+the app's with App Service Authentication; the Functions host's own 401 for a wrong key has no body
+and maps to the same class); a few codes are the client's own: `client_timeout`, `connection_failed`,
+and `api_error` for an answer this client cannot read.
 """
 
 from __future__ import annotations
@@ -127,6 +128,7 @@ SERVER_ERRORS_BY_CODE: dict[str, type[ApiError]] = {
     cls.code: cls
     for cls in (
         InvalidRequestError,
+        AuthenticationError,
         NotFoundError,
         ConflictError,
         JobCanceledError,
