@@ -1,6 +1,6 @@
 """Figure 1: what the whole path (dev host, job record, token, upload, SAS) adds to a generation.
 
-Identity mode (the default stack), deployments dialect, gpt-image-2, 1024x1024 PNG, n=1. The emulator
+Identity mode (the default stack), gpt-image-2 on its default v1 dialect, 1024x1024 PNG, n=1. The emulator
 is set to take 1.0 s per generation; after a warm-up, 40 sequential POSTs are timed by the client.
 Overhead is reported two ways: client time minus the configured latency, and client time minus the
 emulator's own `duration_ms` for that call (which also removes the emulator's rendering and encoding).
@@ -102,7 +102,7 @@ def _measure(client: StackClient) -> dict[str, Any]:
     return {
         "setup": {
             "storage_mode": "identity",
-            "api_style": "deployments",
+            "api_style": "v1",
             "model": "gpt-image-2",
             "request": "1024x1024 png, n=1",
             "emulator_latency_s": LATENCY_SECONDS,

@@ -1,7 +1,7 @@
 """Storage operations per image, on the inline path and on the queued path.
 
 ImageService runs in this process against the stack's real Azurite (identity mode) and emulator, so
-every Blob and Queue call it makes is counted (an azure-core per-call policy, CallCounter). A
+every Blob and Queue call it makes is counted (CallCounter, an azure-core policy in the retry policy's place: once per call). A
 warm-up job first creates the containers and queues and fetches the user-delegation key, which is
 then amortised. The queued path adds the two calls the Functions host makes for the message
 (receive, delete), reported separately. Target ≤ 5 per image on the inline path.
@@ -30,7 +30,7 @@ from imagegen.domain.requests import ImageRequest
 from imagegen.domain.settings import Settings
 
 TARGET_PER_IMAGE = 5.0
-# Every Blob and Queue call the service makes, counted by an azure-core per-call policy.
+# Every Blob and Queue call the service makes, counted once per call by an azure-core policy (CallCounter).
 COUNTER = CallCounter()
 HOST_CALLS_PER_MESSAGE = 2  # the Functions host receives, then deletes, the job's message
 IMAGES_PER_JOB = (1, 4)

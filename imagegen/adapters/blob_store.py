@@ -71,7 +71,7 @@ class BlobStore:
     ) -> None:
         """`connection_verify`: a CA bundle path for the transport (the Functions host needs none; the
         aiohttp transport otherwise trusts SSL_CERT_FILE as read when aiohttp was imported).
-        `call_counter`: an azure-core per-call policy that counts every call (benchmarks)."""
+        `call_counter`: an azure-core policy that counts each call once, before retries (benchmarks)."""
         if storage.uses_identity and credential is None:
             raise ValueError("identity-based storage needs a credential")
         self._storage = storage

@@ -7,9 +7,11 @@ The durability rules (docs/architecture.md):
   for a job under a live lease goes back to the queue with a delay; only an expired lease (a dead
   instance) is taken over, so a paid upstream call is repeated at most once, after a crash.
 - A resumed job never repeats a finished step: images already in Blob Storage are not uploaded
-  again.
+  again (and are described from their blob).
+- A queue message names a job only; the stored record decides, leased If-Match with the ETag read.
 - Whoever owns a job's message publishes its terminal state (to `image-results`, and to the
-  callback) and only then lets the message go: delivery is at least once.
+  callback) and only then lets the message go: delivery is at least once; the record then says it
+  was published, so a replayed message sends nothing again.
 
 Built once per process by imagegen.wiring, on first use, never at import.
 """

@@ -47,7 +47,7 @@ async def test_the_delegation_key_is_fetched_once_for_many_links(
     azurite_oauth: AzuriteEndpoints, msi_env: MsiEndpoint
 ) -> None:
     container = f"t{uuid.uuid4().hex[:10]}"
-    counter = CallCounter()  # the azure-core per-call policy: every call the store makes, by kind
+    counter = CallCounter()  # an azure-core policy: every call the store makes, once, by kind
     store = _store(azurite_oauth, counter=counter)
     await store.upload(container, "x.png", b"data", content_type="image/png", metadata={})
     links = [await store.read_link(container, "x.png", ttl=timedelta(minutes=60)) for _ in range(20)]
