@@ -716,8 +716,9 @@ def to_json(document: Schema) -> str:
 
 async def serve(req: func.HttpRequest, context: HandlerContext) -> func.HttpResponse:
     """GET /api/openapi.json: the description for the configured model, host and scheme of this request."""
-    parts = urlsplit(req.url)
     settings = context.settings()
+    # PUBLIC_API_BASE names the host where it is set (in Azure); the request's Host only locally.
+    parts = urlsplit(settings.public_api_base or req.url)
     text = _served_text(settings.model, bool(settings.webhook_secret), parts.netloc, parts.scheme or "https")
     return func.HttpResponse(text, status_code=200, mimetype=JSON)
 

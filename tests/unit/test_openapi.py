@@ -211,6 +211,7 @@ async def test_serve_takes_host_and_scheme_from_the_request() -> None:
     class FakeSettings:
         model = "flux.1-kontext-pro"
         webhook_secret = None
+        public_api_base = None
 
     def no_service() -> ImageService:
         raise AssertionError("the document needs no service")
@@ -243,3 +244,18 @@ def test_the_connector_can_offer_entra_sign_in_instead_of_a_function_key() -> No
     assert definition["type"] == "oauth2" and definition["flow"] == "accessCode"
     assert document["security"] == [{name: []}]
     validate(document, cls=OpenAPIV2SpecValidator)
+
+
+async def test_with_a_public_api_base_the_served_host_is_never_the_requests() -> None:
+    class FakeSettings:
+        model = "gpt-image-2"
+        webhook_secret = None
+        public_api_base = "https://my-app.azurewebsites.net/api"
+
+    def no_service() -> ImageService:
+        raise AssertionError("the document needs no service")
+
+    context = HandlerContext(settings=lambda: FakeSettings(), service=no_service)  # type: ignore[arg-type,return-value]
+    request = func.HttpRequest("GET", "http://attacker.example/api/openapi.json", body=b"")
+    served = json.loads((await openapi.serve(request, context)).get_body())
+    assert (served["host"], served["schemes"]) == ("my-app.azurewebsites.net", ["https"])
