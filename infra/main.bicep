@@ -136,6 +136,9 @@ param pipelinePrincipalType string = 'ServicePrincipal'
 @description('App Service Authentication with Microsoft Entra ID: keyless callers (web apps, Logic Apps with a managed identity, Power Automate OAuth), each with their own jobs. Off: function keys.')
 param easyAuthEnabled bool = false
 
+@description('With Easy Auth: images one caller may ask for per UTC day (CALLER_DAILY_IMAGES); empty for no limit.')
+param callerDailyImages string = ''
+
 @description('Client id of the Entra app registration that represents the API (required with easyAuthEnabled).')
 param easyAuthClientId string = ''
 
@@ -360,6 +363,7 @@ module api 'app/api.bicep' = {
     jobLeaseSeconds: jobLeaseSeconds
     imagePrices: imagePrices
     easyAuthEnabled: easyAuthEnabled
+    callerDailyImages: callerDailyImages
     easyAuthClientId: easyAuthClientId
     easyAuthAllowedAudiences: easyAuthAllowedAudiences
     easyAuthAllowedClientApplications: easyAuthAllowedClientApplications

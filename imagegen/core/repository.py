@@ -15,6 +15,7 @@ from imagegen.domain.ports import BlobAlreadyExists, BlobChanged, BlobNotFound, 
 MAX_UPDATE_ATTEMPTS = 8
 IDEMPOTENCY_PREFIX = "idempotency/"
 IDEMPOTENCY_KEY_RECORD = "keys/idempotency.json"
+USAGE_PREFIX = "usage/"
 
 
 class JobRepository:
@@ -108,3 +109,31 @@ class JobRepository:
             return base64.b64decode(str(stored.document["key"]), validate=True)
         except (KeyError, ValueError):
             raise StorageError("the idempotency key record is not readable") from None
+
+    async def count_images(self, day: str, caller_hash: str, images: int, *, limit: int) -> bool:
+        """Add `images` to the caller's count for `day` unless that would pass `limit`; True when
+        added. ETag-written, so parallel requests of one caller cannot both slip under the limit."""
+        name = f"{USAGE_PREFIX}{day}/{caller_hash}.json"
+        for _ in range(MAX_UPDATE_ATTEMPTS):
+            try:
+                stored = await self._store.read_json(self._container, name)
+            except BlobNotFound:
+                if images > limit:
+                    return False
+                try:
+                    await self._store.create_json(self._container, name, {"images": images})
+                    return True
+                except BlobAlreadyExists:
+                    continue
+            used = stored.document.get("images", 0)
+            used = used if isinstance(used, int) else 0
+            if used + images > limit:
+                return False
+            try:
+                await self._store.replace_json(
+                    self._container, name, {"images": used + images}, etag=stored.etag
+                )
+                return True
+            except BlobChanged:
+                continue
+        raise StorageError("a usage record kept changing under us; try again")

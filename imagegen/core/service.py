@@ -37,6 +37,7 @@ from imagegen.core.repository import JobRepository
 from imagegen.core.views import poison_note, render_job, result_message
 from imagegen.domain.catalog import rules_for_model
 from imagegen.domain.errors import (
+    CallerLimitReached,
     IdempotencyKeyReused,
     ImageGenError,
     JobConflict,
@@ -193,16 +194,17 @@ class ImageService:
 
     # --- submitting --------------------------------------------------------------------------
 
-    async def _new_job(self, submission: Submission, status: JobStatus) -> Job:
+    async def _new_job(self, submission: Submission, status: JobStatus) -> tuple[Job, bool]:
         """A random job id; with an Idempotency-Key, the id its idempotency record names (the first
         submission's). The record is found by an HMAC of scope and key with a secret the app holds,
         so a key alone never gives a job's id; the job record's create-if-absent stays the lock."""
         job_id, key_hash = str(uuid.uuid4()), None
+        candidate = job_id
         if submission.idempotency_key is not None:
             scope = submission.idempotency_scope + (f":{submission.owner}" if submission.owner else "")
             key_hash = await self._keyed_hash(scope, submission.idempotency_key)
             job_id = await self.jobs.claim_idempotency(key_hash, job_id)
-        return Job.new(
+        job = Job.new(
             submission.request,
             now=self._clock(),
             job_id=job_id,
@@ -213,6 +215,7 @@ class ImageService:
             model=self.settings.catalog_model.name,
             owner=submission.owner,
         )
+        return job, job_id == candidate  # False: a repeated key, the first submission's job
 
     async def _keyed_hash(self, scope: str, key: str) -> str:
         if self._idempotency_hmac_key is None:
@@ -220,9 +223,25 @@ class ImageService:
             self._idempotency_hmac_key = secret.encode() if secret else await self.jobs.idempotency_key()
         return hmac.new(self._idempotency_hmac_key, f"{scope}\n{key}".encode(), hashlib.sha256).hexdigest()
 
+    async def _within_daily_limit(self, submission: Submission, job: Job) -> None:
+        """CALLER_DAILY_IMAGES: a caller's images per UTC day, counted when its job is recorded."""
+        limit = self.settings.caller_daily_images
+        if limit is None or submission.owner is None:
+            return
+        now = self._clock()
+        caller_hash = await self._keyed_hash("caller", submission.owner)
+        if not await self.jobs.count_images(f"{now:%Y-%m-%d}", caller_hash, job.request.n, limit=limit):
+            midnight = datetime(now.year, now.month, now.day, tzinfo=UTC) + timedelta(days=1)
+            raise CallerLimitReached(
+                f"this caller has used its {limit} images for today",
+                retry_after=max(1.0, (midnight - now).total_seconds()),
+            )
+
     async def submit_async(self, submission: Submission) -> Job:
         """Record the job and queue it for a worker at once (Prefer: respond-async, queue input)."""
-        job = await self._new_job(submission, JobStatus.QUEUED)
+        job, fresh = await self._new_job(submission, JobStatus.QUEUED)
+        if fresh:
+            await self._within_daily_limit(submission, job)
         try:
             await self.jobs.create(job)
         except BlobAlreadyExists:
@@ -239,7 +258,10 @@ class ImageService:
     async def submit_and_wait(self, submission: Submission, wait_seconds: float) -> Job:
         """Record the job, back it with a delayed message, run it here; answer when done or at the wait."""
         started = self._monotonic()
-        job = self._leased(await self._new_job(submission, JobStatus.RUNNING))
+        new, fresh = await self._new_job(submission, JobStatus.RUNNING)
+        if fresh:
+            await self._within_daily_limit(submission, new)
+        job = self._leased(new)
         # The record and its backing message are written together (one round trip, not two); both
         # exist before the upstream call. A message whose record was never written is dropped.
         created, sent = await asyncio.gather(

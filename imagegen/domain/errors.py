@@ -88,6 +88,13 @@ class UpstreamThrottled(ImageGenError):
     http_status = 503
 
 
+class CallerLimitReached(ImageGenError):
+    """The caller used its images for today (CALLER_DAILY_IMAGES); Retry-After says when the day ends."""
+
+    code = "caller_limit_reached"
+    http_status = 429
+
+
 class UpstreamError(ImageGenError):
     """Azure OpenAI failed (5xx, a broken answer or download, a refused credential)."""
 
@@ -131,6 +138,7 @@ ERROR_TYPES_BY_CODE: dict[str, type[ImageGenError]] = {
         JobNotFound,
         JobConflict,
         UpstreamThrottled,
+        CallerLimitReached,
         UpstreamError,
         UpstreamTimeout,
         StorageError,

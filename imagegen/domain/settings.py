@@ -54,6 +54,7 @@ ENV_IMAGE_PRICES = "IMAGE_PRICES"
 ENV_PUBLIC_API_BASE = "PUBLIC_API_BASE"
 ENV_SDK_LOG_LEVEL = "AZURE_SDK_LOG_LEVEL"
 ENV_EASY_AUTH = "EASY_AUTH"
+ENV_CALLER_DAILY_IMAGES = "CALLER_DAILY_IMAGES"
 ENV_IDEMPOTENCY_SECRET = "IDEMPOTENCY_SECRET"  # noqa: S105 - a setting name, not a secret
 
 # What infra/ must set in Azure: every setting the app reads there (keyless: no API key, no
@@ -82,6 +83,7 @@ DEPLOYED_SETTING_NAMES: frozenset[str] = frozenset(
         ENV_PUBLIC_API_BASE,
         ENV_SDK_LOG_LEVEL,
         ENV_EASY_AUTH,
+        ENV_CALLER_DAILY_IMAGES,
     }
 )
 # Read only on a developer's machine.
@@ -90,7 +92,11 @@ LOCAL_ONLY_SETTING_NAMES: frozenset[str] = frozenset(
 )
 # Set by infra/ for the platform (Application Insights), not read by imagegen.
 PLATFORM_SETTING_NAMES: frozenset[str] = frozenset(
-    {"APPLICATIONINSIGHTS_CONNECTION_STRING", "APPLICATIONINSIGHTS_AUTHENTICATION_STRING"}
+    {
+        "APPLICATIONINSIGHTS_CONNECTION_STRING",
+        "APPLICATIONINSIGHTS_AUTHENTICATION_STRING",
+        "FUNCTIONS_REQUEST_BODY_SIZE_LIMIT",  # the host refuses larger request bodies before the app
+    }
 )
 
 # The Functions host's route prefix (host.json extensions.http.routePrefix).
@@ -152,6 +158,7 @@ class Settings:
     sdk_log_level: str | None = None  # the `azure` loggers' level (WARNING in Azure); None: left alone
     # App Service Authentication in front: callers are Entra principals, each with their own jobs.
     easy_auth: bool = False
+    caller_daily_images: int | None = None  # with Easy Auth: images a caller may ask for per UTC day
     # Keys the hash that maps an Idempotency-Key to its job; None: a key the app keeps in Blob Storage.
     idempotency_secret: str | None = field(default=None, repr=False)
 
@@ -191,6 +198,7 @@ class Settings:
             sdk_log_level=_log_level(reader.optional(ENV_SDK_LOG_LEVEL)),
             idempotency_secret=_idempotency_secret(reader.optional(ENV_IDEMPOTENCY_SECRET)),
             easy_auth=reader.flag(ENV_EASY_AUTH),
+            caller_daily_images=_daily_images(reader),
         )
 
     @property
@@ -236,6 +244,12 @@ def _webhook_secret(secret: str | None) -> str | None:
         except ValueError as problem:
             raise SettingsError(ENV_WEBHOOK_SECRET, str(problem)) from None
     return secret
+
+
+def _daily_images(reader: _Reader) -> int | None:
+    if reader.optional(ENV_CALLER_DAILY_IMAGES) is None:
+        return None
+    return int(reader.number(ENV_CALLER_DAILY_IMAGES, default=0, low=1, high=1_000_000))
 
 
 MIN_IDEMPOTENCY_SECRET_BYTES = 32

@@ -1,6 +1,7 @@
 // The function app on Flex Consumption, and its app settings. The settings here are exactly the
-// names imagegen's Settings reads in Azure (DEPLOYED_SETTING_NAMES) plus the two platform settings
-// for Application Insights; tests/unit/test_infra.py keeps the two lists equal.
+// names imagegen's Settings reads in Azure (DEPLOYED_SETTING_NAMES) plus the platform settings for
+// Application Insights and the Functions host's request body limit; tests/unit/test_infra.py keeps
+// the two lists equal.
 param name string
 param location string = resourceGroup().location
 param tags object = {}
@@ -56,6 +57,8 @@ param upstreamTimeoutSeconds int
 param jobLeaseSeconds int
 @description('IMAGE_PRICES: per-model prices that replace the shipped table; empty for the shipped ones.')
 param imagePrices string = ''
+@description('CALLER_DAILY_IMAGES: with Easy Auth, images one caller may ask for per UTC day; empty for no limit.')
+param callerDailyImages string = ''
 @description('EASY_AUTH: App Service Authentication with Microsoft Entra ID in front of the API (authsettingsV2).')
 param easyAuthEnabled bool = false
 @description('Client id of the Entra app registration callers get tokens for (required with easyAuthEnabled).')
@@ -90,6 +93,18 @@ var hostStorageSettings = [
   {
     name: 'AzureWebJobsStorage__clientId'
     value: identityClientId
+  }
+]
+
+// Platform: the Functions host refuses a request body over this many bytes before the worker reads
+// it (FUNCTIONS_REQUEST_BODY_SIZE_LIMIT, default 104857600; learn.microsoft.com
+// azure-functions/functions-app-settings). A little above the app's own 256 KiB
+// (imagegen.domain.requests.MAX_BODY_BYTES): a body just over that still gets the app's 400 naming
+// the field, and nothing much larger is buffered. The dev host applies the same setting.
+var hostHttpSettings = [
+  {
+    name: 'FUNCTIONS_REQUEST_BODY_SIZE_LIMIT'
+    value: '327680'
   }
 ]
 
@@ -164,6 +179,10 @@ var applicationSettings = [
     value: imagePrices
   }
   {
+    name: 'CALLER_DAILY_IMAGES'
+    value: callerDailyImages
+  }
+  {
     // App Service Authentication in front: callers are Entra principals, each with their own jobs.
     name: 'EASY_AUTH'
     value: string(easyAuthEnabled)
@@ -190,7 +209,7 @@ var webhookSettings = webhooksEnabled ? [
 
 // Name/value pairs in siteConfig: the whole list is known when the deployment starts except for
 // values, which ARM resolves in place.
-var allSettings = concat(hostStorageSettings, monitoringSettings, applicationSettings, webhookSettings)
+var allSettings = concat(hostStorageSettings, hostHttpSettings, monitoringSettings, applicationSettings, webhookSettings)
 
 resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
   name: name

@@ -97,3 +97,27 @@ async def test_without_easy_auth_a_forged_principal_header_is_ignored(forged: di
     job_id = _body(await _post(context, forged))["id"]
     assert world.record(job_id).get("owner") is None
     assert (await _job(context, "GET", job_id, {})).status_code == 202  # a key holder sees it
+
+
+async def test_a_caller_over_its_daily_image_limit_gets_429_with_retry_after_and_others_do_not() -> None:
+    settings = fake_settings()
+    world = World(settings=Settings(**{**settings.__dict__, "easy_auth": True, "caller_daily_images": 3}))
+    context = _context(world)
+    for _ in range(3):
+        assert (await _post(context, ALICE)).status_code == 202
+    refused = await _post(context, ALICE)
+    assert refused.status_code == 429
+    assert _body(refused)["error"]["code"] == "caller_limit_reached"
+    assert 0 < int(refused.headers["Retry-After"]) <= 24 * 3600
+    assert len(world.job_ids()) == 3  # the refused request made no job
+    assert (await _post(context, BOB)).status_code == 202  # the limit is per caller
+
+
+def test_the_daily_limit_is_a_setting() -> None:
+    base = {
+        "AZURE_OPENAI_ENDPOINT": "https://my-aoai.openai.azure.com/",
+        "AZURE_OPENAI_DEPLOYMENT": "gpt-image-2",
+        "AzureWebJobsStorage": "UseDevelopmentStorage=true",
+    }
+    assert Settings.from_env(base).caller_daily_images is None
+    assert Settings.from_env({**base, "CALLER_DAILY_IMAGES": "50"}).caller_daily_images == 50

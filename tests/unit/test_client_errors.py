@@ -12,6 +12,7 @@ import pytest
 from imagegen_client import (
     ApiError,
     AuthenticationError,
+    CallerLimitReachedError,
     ConflictError,
     ConnectionFailedError,
     ContentFilteredError,
@@ -49,6 +50,7 @@ ERROR_TABLE: list[tuple[str, int, type[ApiError]]] = [
     ("idempotency_key_reused", 422, IdempotencyKeyReusedError),
     ("content_filtered", 422, ContentFilteredError),
     ("upstream_throttled", 503, ThrottledError),
+    ("caller_limit_reached", 429, CallerLimitReachedError),
     ("upstream_error", 502, UpstreamError),
     ("upstream_timeout", 504, UpstreamTimeoutError),
     ("storage_error", 503, StorageError),

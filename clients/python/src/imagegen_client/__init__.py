@@ -16,6 +16,7 @@ from imagegen_client._version import __version__
 from imagegen_client.errors import (
     ApiError,
     AuthenticationError,
+    CallerLimitReachedError,
     ConflictError,
     ConnectionFailedError,
     ContentFilteredError,
@@ -37,6 +38,7 @@ __all__ = [
     "ApiError",
     "AsyncImageGenClient",
     "AuthenticationError",
+    "CallerLimitReachedError",
     "CertificateCheck",
     "ConflictError",
     "ConnectionFailedError",

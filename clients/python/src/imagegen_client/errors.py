@@ -75,6 +75,13 @@ class ContentFilteredError(ApiError):
     code = "content_filtered"
 
 
+class CallerLimitReachedError(ApiError):
+    """This caller used its images for today (the app's CALLER_DAILY_IMAGES); `retry_after` says when
+    the day ends."""
+
+    code = "caller_limit_reached"
+
+
 class ThrottledError(ApiError):
     """Azure OpenAI was still busy after the service's retries; `retry_after` says when to try again."""
 
@@ -135,6 +142,7 @@ SERVER_ERRORS_BY_CODE: dict[str, type[ApiError]] = {
         IdempotencyKeyReusedError,
         ContentFilteredError,
         ThrottledError,
+        CallerLimitReachedError,
         UpstreamError,
         UpstreamTimeoutError,
         StorageError,
