@@ -12,6 +12,7 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 import psutil
 
@@ -95,6 +96,19 @@ class ManagedProcess:
             self.kill()
 
 
+def open_private_log(path: Path) -> BinaryIO:
+    """`path` for appending, readable and writable by its owner only (0600): a log can hold what a
+    process was sent. A file left from an earlier run is made private before anything is added; a
+    symlink in its place is refused."""
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+    try:
+        os.fchmod(fd, 0o600)
+        return os.fdopen(fd, "ab")
+    except BaseException:
+        os.close(fd)
+        raise
+
+
 def start_process(
     name: str,
     argv: Sequence[str],
@@ -109,13 +123,13 @@ def start_process(
 
     Ready means this process (or a child) listens on every port in `ready_ports`.
     """
-    log_dir.mkdir(parents=True, exist_ok=True)
+    log_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     log_path = log_dir / f"{name}.log"
     full_env = dict(os.environ)
     if env:
         full_env.update(env)
     full_env.setdefault("PYTHONUNBUFFERED", "1")
-    with open(log_path, "ab") as log_file:
+    with open_private_log(log_path) as log_file:
         popen = subprocess.Popen(
             list(argv),
             cwd=cwd,

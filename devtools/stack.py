@@ -168,6 +168,8 @@ def app_settings(
         "SAS_TTL_MINUTES": "60",
         "MAX_WAIT_SECONDS": "120",
         "UPSTREAM_TIMEOUT_SECONDS": "180",
+        # As infra sets it: the host refuses larger request bodies before the app reads them.
+        "FUNCTIONS_REQUEST_BODY_SIZE_LIMIT": "327680",
         # azure-identity's ManagedIdentityCredential (App Service protocol) -> the MSI emulator.
         "IDENTITY_ENDPOINT": msi.identity_endpoint,
         "IDENTITY_HEADER": msi.identity_header,

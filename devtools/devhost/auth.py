@@ -25,9 +25,23 @@ class FunctionKeys:
         if not presented:
             return False
         accepted = [self.master_key] if level == "admin" else [self.function_key, self.master_key]
-        # Check every configured key (no early exit) with a constant-time comparison.
-        matches = [hmac.compare_digest(presented.encode(), key.encode()) for key in accepted if key]
+        sent = _as_sent(presented)
+        # Check every configured key (no early exit) with a constant-time comparison of the bytes.
+        matches = [
+            sent is not None and (raw := _as_sent(key)) is not None and hmac.compare_digest(sent, raw)
+            for key in accepted
+            if key
+        ]
         return any(matches)
+
+
+def _as_sent(text: str) -> bytes | None:
+    """The bytes a header or an environment variable held: aiohttp and os.environ keep bytes that are
+    not UTF-8 as surrogate escapes. None for text no bytes give (it matches no key)."""
+    try:
+        return text.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:
+        return None
 
 
 def presented_key(headers: Mapping[str, str], query: Mapping[str, str]) -> str | None:

@@ -1,4 +1,5 @@
-"""What the Functions host reads before it starts the app: local.settings.json and host.json."""
+"""What the Functions host reads before it starts the app: local.settings.json, host.json and the app
+settings the host itself acts on (FUNCTIONS_REQUEST_BODY_SIZE_LIMIT)."""
 
 from __future__ import annotations
 
@@ -82,6 +83,31 @@ def apply_settings(values: Mapping[str, str], environ: MutableMapping[str, str])
         else:
             environ[name] = value
     return skipped
+
+
+# --- app settings the host itself reads --------------------------------------------------------------
+
+# azure-functions-host: EnvironmentSettingNames.FunctionsRequestBodySizeLimit, read by
+# HttpRequestBodySizeMiddleware into Kestrel's IHttpMaxRequestBodySizeFeature; the default is
+# ScriptConstants.DefaultMaxRequestBodySize (100 MB). learn.microsoft.com: functions-app-settings.
+REQUEST_BODY_LIMIT_SETTING = "FUNCTIONS_REQUEST_BODY_SIZE_LIMIT"
+DEFAULT_REQUEST_BODY_LIMIT = 104_857_600
+# long.TryParse with NumberStyles.Integer: white space around, an optional sign, ASCII digits.
+_DOTNET_LONG = re.compile(r"^[ \t\n\v\f\r]*([+-]?[0-9]+)[ \t\n\v\f\r]*$")
+_LONG_RANGE = range(-(2**63), 2**63)
+
+
+def request_body_limit(environ: Mapping[str, str]) -> int:
+    """FUNCTIONS_REQUEST_BODY_SIZE_LIMIT in bytes, as the host reads it: a value that is not a long
+    leaves the default. A negative one stops the start (Kestrel refuses it: in Azure every request
+    would fail)."""
+    match = _DOTNET_LONG.match(environ.get(REQUEST_BODY_LIMIT_SETTING) or "")
+    if match is None or int(match.group(1)) not in _LONG_RANGE:
+        return DEFAULT_REQUEST_BODY_LIMIT
+    limit = int(match.group(1))
+    if limit < 0:
+        raise DevhostConfigError(f"{REQUEST_BODY_LIMIT_SETTING} must not be negative (it is {limit})")
+    return limit
 
 
 # --- host.json ------------------------------------------------------------------------------------

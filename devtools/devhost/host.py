@@ -17,16 +17,19 @@ from aiohttp import web
 
 from devtools.devhost.auth import FunctionKeys
 from devtools.devhost.config import (
+    REQUEST_BODY_LIMIT_SETTING,
     DevhostConfigError,
     HostConfig,
     apply_settings,
     find_local_settings,
     load_host_json,
     load_local_settings,
+    request_body_limit,
 )
 from devtools.devhost.connections import ConnectionSettingError, QueueServices
 from devtools.devhost.functions import FunctionIndex, FunctionIndexError, index_functions, load_app
 from devtools.devhost.http_server import HttpHost
+from devtools.devhost.logsafety import scrub_handler
 from devtools.devhost.queues import DEFAULT_MESSAGE_LEASE_SECONDS, QueueListener, QueueOutputs
 from devtools.devhost.routing import RouteTemplateError
 
@@ -114,13 +117,16 @@ ACCESS_LOGGER = "aiohttp.access"
 def configure_logging() -> None:
     """Everything at INFO, azure-core's per-request lines included: they show URLs with every query
     value but `api-version` REDACTED (so no SAS signature) and only allow-listed headers (so no
-    Authorization). aiohttp's access log stays off: it would print query strings (`?code=`)."""
+    Authorization). aiohttp's access log stays off: it would print query strings (`?code=`). What
+    aiohttp and asyncio log loses every exception message (it may quote the request): logsafety."""
     logging.basicConfig(
         level=logging.INFO,
         stream=sys.stdout,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         force=True,
     )
+    for handler in logging.getLogger().handlers:
+        scrub_handler(handler)
     logging.getLogger(ACCESS_LOGGER).setLevel(logging.WARNING)
 
 
@@ -159,13 +165,17 @@ def _describe_routes(http_host: HttpHost, index: FunctionIndex, base_url: str) -
 
 
 class Devhost:
-    def __init__(self, options: DevhostOptions, config: HostConfig, index: FunctionIndex) -> None:
+    def __init__(
+        self, options: DevhostOptions, config: HostConfig, index: FunctionIndex, *, max_body_bytes: int
+    ) -> None:
         self.options = options
         self.config = config
         self.index = index
         self.services = QueueServices(os.environ)
         self.outputs = QueueOutputs(self.services, config.queues.message_encoding)
-        self.http = HttpHost(index.http, config.route_prefix, options.keys, self.outputs)
+        self.http = HttpHost(
+            index.http, config.route_prefix, options.keys, self.outputs, max_body_bytes=max_body_bytes
+        )
         self.listeners: list[QueueListener] = []
         self.abandoned = 0
 
@@ -180,12 +190,13 @@ class Devhost:
 
     async def serve(self, stop: asyncio.Event) -> None:
         options = self.options
-        runner = web.AppRunner(self.http.application(), access_log=None, handle_signals=False)
+        runner = self.http.runner()
         await runner.setup()
         site = web.TCPSite(runner, options.host, options.port, shutdown_timeout=options.drain_seconds)
         await site.start()
         base_url = f"http://{options.host}:{options.port}"
         log.info("dev host listening on %s (script root %s)", base_url, options.script_root)
+        log.info("%s: request bodies up to %d bytes", REQUEST_BODY_LIMIT_SETTING, self.http.max_body_bytes)
         if options.keys.function_key is None:
             log.warning(
                 "no function key (--function-key or $%s): function- and admin-level routes answer 401",
@@ -231,11 +242,12 @@ class Devhost:
 def build(argv: Sequence[str]) -> Devhost:
     options = parse_arguments(argv, dict(os.environ))
     load_settings_into_environment(options)
+    max_body_bytes = request_body_limit(os.environ)  # the host reads its own settings from there too
     config = load_host_json(options.script_root)
     os.chdir(options.script_root)  # the host runs the app with the script root as working folder
     app = load_app(options.app, options.script_root)
     index = index_functions(app, timeout=config.function_timeout, environ=os.environ)
-    devhost = Devhost(options, config, index)
+    devhost = Devhost(options, config, index, max_body_bytes=max_body_bytes)
     devhost.check_connections()
     return devhost
 

@@ -2,7 +2,8 @@
 
 Covers the Functions host contract the rest of the suite relies on: routes, keys, 404/401/413/500,
 queue triggers with base64 messages, output bindings, dequeue counts, poison, lease renewal and
-what happens to in-flight messages when the host stops.
+what happens to in-flight messages when the host stops. Raw sockets send what no client library
+would: requests aiohttp cannot parse, bytes that are not UTF-8, bodies over the limit.
 """
 
 from __future__ import annotations
@@ -10,6 +11,11 @@ from __future__ import annotations
 import base64
 import contextlib
 import json
+import os
+import re
+import socket
+import stat
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -28,6 +34,7 @@ from tests.integration.waiting import wait_until
 APP_ROOT = Path(__file__).parent / "devhost_apps" / "basic"
 FUNCTION_KEY = "test-function-key-" + uuid.uuid4().hex
 MASTER_KEY = "test-master-key-" + uuid.uuid4().hex
+BODY_LIMIT = 327_680  # FUNCTIONS_REQUEST_BODY_SIZE_LIMIT as infra/app/api.bicep sets it
 
 pytestmark = pytest.mark.integration
 
@@ -64,6 +71,7 @@ class DevhostUnderTest:
         self.settings = {
             "AzureWebJobsStorage": azurite.connection_string,
             "RECORD_DIR": str(self.record_dir),
+            "FUNCTIONS_REQUEST_BODY_SIZE_LIMIT": str(BODY_LIMIT),
             **self.queues,
         }
         self.extra_env = {"DEVHOST_MASTER_KEY": MASTER_KEY, **extra_env}
@@ -216,10 +224,10 @@ def test_returning_none_is_500_and_logged_with_the_function_name(api: str, devho
     wait_until(lambda: "function returns_none failed" in devhost.log_text())
 
 
-def test_body_over_100_mb_is_413(api: str) -> None:
-    too_big = b"x" * (100 * 1024 * 1024 + 1)
-    response = requests.post(f"{api}/items/1?code={FUNCTION_KEY}", data=too_big, timeout=60)
-    assert response.status_code == 413
+def test_a_body_at_the_limit_reaches_the_function(api: str) -> None:
+    response = requests.post(f"{api}/items/1?code={FUNCTION_KEY}", data=b"x" * BODY_LIMIT, timeout=10)
+    assert response.status_code == 200
+    assert response.json()["body_length"] == BODY_LIMIT
 
 
 def test_request_log_has_path_status_and_duration_but_no_key_or_query(
@@ -238,6 +246,179 @@ def test_request_log_has_path_status_and_duration_but_no_key_or_query(
     assert FUNCTION_KEY not in log_text
     assert MASTER_KEY not in log_text
     assert "s3cr3t" not in log_text
+
+
+# --- what no client library would send (raw sockets) -------------------------------------------------
+
+
+def raw_http(devhost: DevhostUnderTest, data: bytes, *, timeout: float = 10) -> bytes:
+    """Send `data` as it is on a new connection; everything the dev host answers until it closes."""
+    assert devhost.endpoint is not None
+    port = int(devhost.endpoint.base_url.rsplit(":", 1)[1])
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
+        sock.sendall(data)
+        return read_to_end(sock)
+
+
+def read_to_end(sock: socket.socket) -> bytes:
+    answer = b""
+    with contextlib.suppress(ConnectionResetError):
+        while chunk := sock.recv(65536):
+            answer += chunk
+    return answer
+
+
+def status_of(answer: bytes) -> int:
+    return int(answer.split(b"\r\n", 1)[0].split(b" ")[1])
+
+
+def body_of(answer: bytes) -> bytes:
+    return answer.partition(b"\r\n\r\n")[2]
+
+
+def log_after_a_marked_request(devhost: DevhostUnderTest, api: str) -> str:
+    """The log once everything before a fresh, marked request has been written."""
+    marker = uuid.uuid4().hex
+    requests.get(f"{api}/items/5/{marker}", headers={"x-functions-key": FUNCTION_KEY}, timeout=10)
+    return str(wait_until(lambda: marker in devhost.log_text() and devhost.log_text()))
+
+
+def unexpected_tracebacks(log_text: str) -> list[str]:
+    """The first line of each log record with a traceback that is not a function's failure (those
+    are logged on purpose). A record runs from its timestamp to the next one."""
+    records = re.split(r"\n(?=\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} )", log_text)
+    failure = re.compile(r"devhost\.(http|queue): function \S+ failed")
+    return [
+        r.split("\n", 1)[0] for r in records if "Traceback" in r and not failure.search(r.split("\n", 1)[0])
+    ]
+
+
+MALFORMED = {
+    "request-line-too-long": b"GET {target}&pad=" + b"x" * 9000 + b" HTTP/1.1\r\nHost: h\r\n\r\n",
+    "header-too-long": b"GET /api/items/1 HTTP/1.1\r\nHost: h\r\nx-functions-key: {secret}"
+    + b"x" * 9000
+    + b"\r\n\r\n",
+    "control-character-in-target": b"GET {target}\x01 HTTP/1.1\r\nHost: h\r\n\r\n",
+    "bad-version": b"GET {target} HTTP/9.x\r\nHost: h\r\n\r\n",
+    "header-without-colon": b"GET {target} HTTP/1.1\r\nHost: h\r\n{secret}\r\n\r\n",
+    "nul-in-header": b"GET {target} HTTP/1.1\r\nHost: h\r\nX-A: a\x00{secret}\r\n\r\n",
+    "bad-content-length": b"POST {target} HTTP/1.1\r\nHost: h\r\nContent-Length: 1{secret}\r\n\r\n",
+    "bad-chunk": b"POST {target} HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\nzz{secret}\r\n",
+    "not-http": b"{secret} {target}\r\n\r\n",
+}
+
+
+@pytest.mark.parametrize("template", MALFORMED.values(), ids=MALFORMED.keys())
+def test_a_request_aiohttp_cannot_parse_is_4xx_and_never_quoted_in_the_log(
+    api: str, devhost: DevhostUnderTest, template: bytes
+) -> None:
+    secret = uuid.uuid4().hex
+    target = f"/api/items/1?code={FUNCTION_KEY}&s={secret}".encode()
+    answer = raw_http(devhost, template.replace(b"{target}", target).replace(b"{secret}", secret.encode()))
+    assert 400 <= status_of(answer) < 500
+    log_text = log_after_a_marked_request(devhost, api)
+    assert secret not in log_text
+    assert FUNCTION_KEY not in log_text
+    assert unexpected_tracebacks(log_text) == []
+
+
+def test_an_over_long_request_line_is_logged_as_one_line(api: str, devhost: DevhostUnderTest) -> None:
+    raw_http(devhost, MALFORMED["request-line-too-long"].replace(b"{target}", b"/api/items/1?code=x"))
+    log_text = log_after_a_marked_request(devhost, api)
+    assert "rejected a malformed request from 127.0.0.1: 400 LineTooLong" in log_text
+
+
+def test_the_log_file_is_readable_by_its_owner_only(devhost: DevhostUnderTest) -> None:
+    assert devhost.process is not None
+    assert stat.S_IMODE(os.stat(devhost.process.log_path).st_mode) == 0o600
+
+
+@pytest.mark.parametrize(
+    "key", [b"\xff\xfe", b"\xc3(" + FUNCTION_KEY.encode()], ids=["not-utf8", "not-utf8-then-the-key"]
+)
+def test_a_key_header_that_is_not_utf8_is_401(api: str, devhost: DevhostUnderTest, key: bytes) -> None:
+    request = (
+        b"GET /api/items/1 HTTP/1.1\r\nHost: h\r\nx-functions-key: " + key + b"\r\nConnection: close\r\n\r\n"
+    )
+    answer = raw_http(devhost, request)
+    assert status_of(answer) == 401
+    assert body_of(answer) == b""
+    log_text = log_after_a_marked_request(devhost, api)
+    assert "UnicodeEncodeError" not in log_text
+    assert "Error handling request" not in log_text
+
+
+@pytest.mark.parametrize(
+    "host", [b"\xff\xfe", b"a:99999", b"a:-1", b"a b", b"user@a", b""], ids=lambda h: repr(h)
+)
+def test_a_host_that_is_no_authority_is_400(api: str, devhost: DevhostUnderTest, host: bytes) -> None:
+    answer = raw_http(devhost, b"GET /api/hello HTTP/1.1\r\nHost: " + host + b"\r\n\r\n")
+    assert status_of(answer) == 400
+    assert body_of(answer) == b""
+    log_text = log_after_a_marked_request(devhost, api)
+    assert "Error handling request" not in log_text
+    assert "idna" not in log_text
+
+
+def test_http_1_1_without_host_is_400_and_http_1_0_is_served(devhost: DevhostUnderTest) -> None:
+    assert status_of(raw_http(devhost, b"GET /api/hello HTTP/1.1\r\nConnection: close\r\n\r\n")) == 400
+    assert status_of(raw_http(devhost, b"GET /api/hello HTTP/1.0\r\n\r\n")) == 200
+
+
+def post_head(length: int, extra: bytes = b"") -> bytes:
+    return (
+        f"POST /api/items/1?code={FUNCTION_KEY} HTTP/1.1\r\nHost: h\r\nContent-Length: {length}\r\n".encode()
+        + extra
+        + b"\r\n"
+    )
+
+
+def test_a_body_one_byte_over_the_limit_is_413(devhost: DevhostUnderTest) -> None:
+    answer = raw_http(devhost, post_head(BODY_LIMIT + 1) + b"x" * (BODY_LIMIT + 1))
+    assert status_of(answer) == 413
+    assert body_of(answer) == b""
+
+
+def test_a_chunked_body_over_the_limit_is_413(devhost: DevhostUnderTest) -> None:
+    chunk = b"10000\r\n" + b"x" * 65536 + b"\r\n"
+    chunks = chunk * (BODY_LIMIT // 65536 + 1) + b"0\r\n\r\n"
+    request = (
+        f"POST /api/items/1?code={FUNCTION_KEY} HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n"
+    )
+    assert status_of(raw_http(devhost, request.encode() + chunks)) == 413
+
+
+def test_a_100_mb_body_is_413_and_the_rest_is_never_read(devhost: DevhostUnderTest) -> None:
+    """The dev host reads at most the limit, answers 413 and closes: a client pushing 100 MB gets only
+    as far as the limit plus what the kernels buffer, and sees the 413."""
+    assert devhost.endpoint is not None
+    port = int(devhost.endpoint.base_url.rsplit(":", 1)[1])
+    total = 100 * 1024 * 1024
+    sent = 0
+    answer = b""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+
+        def read_answer() -> None:
+            nonlocal answer
+            answer = read_to_end(sock)
+
+        reader = threading.Thread(target=read_answer)
+        reader.start()
+        sock.sendall(post_head(total))
+        block = b"x" * 65536
+        started = time.monotonic()
+        with contextlib.suppress(OSError):
+            while sent < total:
+                sent += sock.send(block)
+        reader.join(timeout=10)
+    assert status_of(answer) == 413
+    assert sent < 64 * 1024 * 1024, f"{sent} bytes accepted"
+    assert time.monotonic() - started < 5
+
+
+def test_expect_100_continue_over_the_limit_gets_413_and_sends_nothing(devhost: DevhostUnderTest) -> None:
+    answer = raw_http(devhost, post_head(100 * 1024 * 1024, b"Expect: 100-continue\r\n"), timeout=5)
+    assert answer.startswith(b"HTTP/1.1 413 ")
 
 
 # --- queues ---------------------------------------------------------------------------------------

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -17,7 +18,9 @@ from devtools.devhost.config import (
     load_local_settings,
     parse_host_json,
     parse_timespan,
+    request_body_limit,
 )
+from imagegen.domain.requests import MAX_BODY_BYTES
 
 
 def write_settings(path: Path, values: dict[str, object], encrypted: bool = False) -> Path:
@@ -143,3 +146,40 @@ def test_project_host_json_parses(tmp_path: Path) -> None:
     config = load_host_json(repo_root)
     assert config.route_prefix == "api"
     assert load_host_json(tmp_path) == HostConfig()
+
+
+# --- FUNCTIONS_REQUEST_BODY_SIZE_LIMIT -------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("value", "limit"),
+    [
+        (None, 104_857_600),  # ScriptConstants.DefaultMaxRequestBodySize
+        ("327680", 327_680),
+        (" 1024 ", 1024),  # long.TryParse: surrounding white space and a sign are fine
+        ("+1024", 1024),
+        ("0", 0),
+        ("", 104_857_600),  # not a number: the host keeps its default
+        ("invalid", 104_857_600),
+        ("1_000", 104_857_600),
+        ("1e6", 104_857_600),
+        ("9223372036854775808", 104_857_600),  # beyond a long
+    ],
+)
+def test_request_body_limit_is_read_like_the_host(value: str | None, limit: int) -> None:
+    environ = {} if value is None else {"FUNCTIONS_REQUEST_BODY_SIZE_LIMIT": value}
+    assert request_body_limit(environ) == limit
+
+
+def test_a_negative_request_body_limit_stops_the_start() -> None:
+    # Kestrel refuses a negative MaxRequestBodySize, so every request would fail in Azure.
+    with pytest.raises(DevhostConfigError, match="FUNCTIONS_REQUEST_BODY_SIZE_LIMIT"):
+        request_body_limit({"FUNCTIONS_REQUEST_BODY_SIZE_LIMIT": "-1"})
+
+
+def test_the_deployed_body_limit_is_a_little_above_the_apps_own() -> None:
+    bicep = (Path(__file__).parents[2] / "infra" / "app" / "api.bicep").read_text()
+    match = re.search(r"name: 'FUNCTIONS_REQUEST_BODY_SIZE_LIMIT'\s*\n\s*value: '(\d+)'", bicep)
+    assert match, "infra/app/api.bicep sets FUNCTIONS_REQUEST_BODY_SIZE_LIMIT"
+    deployed = int(match.group(1))
+    assert MAX_BODY_BYTES < deployed <= MAX_BODY_BYTES + 128 * 1024
