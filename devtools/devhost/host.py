@@ -27,6 +27,7 @@ from devtools.devhost.config import (
     request_body_limit,
 )
 from devtools.devhost.connections import ConnectionSettingError, QueueServices
+from devtools.devhost.easyauth import EasyAuth, easy_auth_from_environment
 from devtools.devhost.functions import FunctionIndex, FunctionIndexError, index_functions, load_app
 from devtools.devhost.http_server import HttpHost
 from devtools.devhost.logsafety import scrub_handler
@@ -166,7 +167,13 @@ def _describe_routes(http_host: HttpHost, index: FunctionIndex, base_url: str) -
 
 class Devhost:
     def __init__(
-        self, options: DevhostOptions, config: HostConfig, index: FunctionIndex, *, max_body_bytes: int
+        self,
+        options: DevhostOptions,
+        config: HostConfig,
+        index: FunctionIndex,
+        *,
+        max_body_bytes: int,
+        easy_auth: EasyAuth | None = None,
     ) -> None:
         self.options = options
         self.config = config
@@ -174,7 +181,12 @@ class Devhost:
         self.services = QueueServices(os.environ)
         self.outputs = QueueOutputs(self.services, config.queues.message_encoding)
         self.http = HttpHost(
-            index.http, config.route_prefix, options.keys, self.outputs, max_body_bytes=max_body_bytes
+            index.http,
+            config.route_prefix,
+            options.keys,
+            self.outputs,
+            max_body_bytes=max_body_bytes,
+            easy_auth=easy_auth,
         )
         self.listeners: list[QueueListener] = []
         self.abandoned = 0
@@ -247,7 +259,13 @@ def build(argv: Sequence[str]) -> Devhost:
     os.chdir(options.script_root)  # the host runs the app with the script root as working folder
     app = load_app(options.app, options.script_root)
     index = index_functions(app, timeout=config.function_timeout, environ=os.environ)
-    devhost = Devhost(options, config, index, max_body_bytes=max_body_bytes)
+    devhost = Devhost(
+        options,
+        config,
+        index,
+        max_body_bytes=max_body_bytes,
+        easy_auth=easy_auth_from_environment(os.environ),
+    )
     devhost.check_connections()
     return devhost
 

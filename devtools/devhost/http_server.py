@@ -23,6 +23,7 @@ from devtools.devhost.bindings import (
     join_request_headers,
 )
 from devtools.devhost.config import DEFAULT_REQUEST_BODY_LIMIT
+from devtools.devhost.easyauth import EasyAuth
 from devtools.devhost.functions import HttpFunction, InvocationError
 from devtools.devhost.logsafety import SERVER_LOGGER_NAME
 from devtools.devhost.queues import QueueOutputs
@@ -111,6 +112,7 @@ class HttpHost:
         outputs: QueueOutputs,
         *,
         max_body_bytes: int = DEFAULT_REQUEST_BODY_LIMIT,
+        easy_auth: EasyAuth | None = None,
     ) -> None:
         self.routes: RouteTable[HttpFunction] = RouteTable(route_prefix)
         for function in functions:
@@ -118,6 +120,7 @@ class HttpHost:
         self._keys = keys
         self._outputs = outputs
         self.max_body_bytes = max_body_bytes
+        self._easy_auth = easy_auth  # App Service Authentication in front, as the platform applies it
 
     def application(self) -> web.Application:
         # The handler reads the body itself (at most the limit); aiohttp's own reads stop there too.
@@ -166,6 +169,12 @@ class HttpHost:
             # Unknown path, and a known path with a method it does not allow: the host says 404.
             return web.Response(status=404)
         function, route_values = resolved
+        sent_headers = list(request.headers.items())
+        if self._easy_auth is not None:
+            passed = self._easy_auth.apply(request.rel_url.path, sent_headers)
+            if passed is None:
+                return web.Response(status=401, headers={"WWW-Authenticate": 'Bearer realm="easy-auth"'})
+            sent_headers = passed
         if not self._keys.allows(function.auth_level, presented_key(request.headers, request.query)):
             return web.Response(status=401)
         try:
@@ -174,7 +183,7 @@ class HttpHost:
             return await _answer_and_close(request, 400)  # a broken chunk, or the client went away
         if body is None:
             return await _answer_and_close(request, 413)
-        headers = join_request_headers(request.headers.items())
+        headers = join_request_headers(sent_headers)
         request_datum = http_request_datum(
             method=request.method,
             url=str(request.url),

@@ -484,3 +484,41 @@ def test_a_forged_host_header_never_reaches_location_or_the_jobs_urls(identity_a
     assert response.headers["Location"].startswith(f"{identity_api.base}/images/")
     assert "attacker" not in json.dumps(response.json())
     assert response.json()["urls"]["get"].startswith(identity_api.base)
+
+
+def test_with_easy_auth_the_dev_host_names_the_caller_and_a_forged_principal_header_is_ignored(
+    stacks: StackFactory,
+) -> None:
+    """App Service Authentication as the platform applies it: the token names the caller, a
+    client-sent X-MS-CLIENT-PRINCIPAL-ID never does, and each caller sees only its own jobs."""
+    from devtools.tokens import mint_access_token, object_id_for_client
+
+    audience = "api://imagegen-local"
+    stack = stacks(
+        setting_overrides={"EASY_AUTH": "true"}, devhost_env={"DEVHOST_EASY_AUTH_AUDIENCES": audience}
+    )
+    base = f"{stack.devhost_url}/api"
+
+    def bearer(client_id: str) -> dict[str, str]:
+        token, _ = mint_access_token(resource=audience, client_id=client_id, lifetime_seconds=600)
+        return {"Authorization": f"Bearer {token}"}
+
+    forged = {"X-MS-CLIENT-PRINCIPAL-ID": object_id_for_client("alice")}
+    body = {"prompt": "a keyless fox"}
+    async_ = {"Prefer": "respond-async"}
+    assert (
+        requests.post(f"{base}/images", json=body, headers={**forged, **async_}, timeout=30).status_code
+        == 401
+    )
+    created = requests.post(
+        f"{base}/images", json=body, headers={**bearer("bob"), **forged, **async_}, timeout=30
+    )
+    assert created.status_code == 202, created.text
+    job_id = created.json()["id"]
+    # Bob's job, though the forged header named Alice: Alice (with her own token) cannot see it.
+    assert requests.get(f"{base}/images/{job_id}", headers=bearer("alice"), timeout=30).status_code == 404
+    assert requests.get(f"{base}/images/{job_id}", headers=bearer("bob"), timeout=30).status_code in (
+        200,
+        202,
+    )
+    assert requests.get(f"{base}/health", timeout=10).status_code == 200  # anonymous, as excluded
