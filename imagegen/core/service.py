@@ -46,6 +46,7 @@ from imagegen.domain.errors import (
     StorageError,
 )
 from imagegen.domain.jobs import Job, JobStatus, JobView, Operation, Output, StoredImage, VersionedJob
+from imagegen.domain.logtext import escaped
 from imagegen.domain.messages import JobMessage
 from imagegen.domain.ports import (
     BlobAlreadyExists,
@@ -465,7 +466,7 @@ class ImageService:
         try:
             versioned = await self.jobs.read(job_id)
         except JobNotFound:
-            log.warning("job message for unknown job %s dropped", job_id[:64])
+            log.warning("job message for unknown job %s dropped", escaped(job_id, limit=64))
             return None
         job, now = versioned.job, self._clock()
         if job.status.terminal:
@@ -511,7 +512,7 @@ class ImageService:
         try:
             job = await self.jobs.fail_unless_finished(job_id, error)
         except JobNotFound:
-            log.warning("poison message for unknown job %s dropped", job_id[:64])
+            log.warning("poison message for unknown job %s dropped", escaped(job_id, limit=64))
             return None
         await self._after_terminal(job)
         return job

@@ -165,3 +165,14 @@ def test_a_location_on_another_origin_is_never_followed_with_the_key(kind: Clien
     with pytest.raises(ApiError, match="outside the API"):
         client.generate("a")
     assert [str(r.url) for r in api.requests] == [f"{API_BASE}/images"]
+
+
+@both_clients
+def test_a_redirect_is_never_followed_with_the_key(kind: ClientKind) -> None:
+    from imagegen_client import ApiError
+
+    api = FakeApi(httpx.Response(307, headers={"Location": "https://attacker.test/api/images"}))
+    client = ClientDriver(kind, api)
+    with pytest.raises(ApiError):
+        client.generate("a")
+    assert [r.url.host for r in api.requests] == ["api.test"]

@@ -229,3 +229,15 @@ def test_the_playgrounds_api_base_is_always_a_path_on_its_own_origin(url: str, b
     found = playground.api_base_for(url)
     assert found == base
     assert not found.startswith("//")
+
+
+async def test_a_job_id_from_a_message_is_logged_escaped(caplog: pytest.LogCaptureFixture) -> None:
+    from tests.unit.fakes import World
+
+    caplog.set_level(logging.WARNING)
+    service = World().instance("worker")
+    forged = "00000000-0000-4000-8000-000000000000\r\n2026-12-02 ERROR forged"
+    await service.handle_job_message(forged)
+    await service.handle_poisoned_job_message(forged, 5)
+    lines = [record.getMessage() for record in caplog.records]
+    assert lines and all("\n" not in line and "\r" not in line for line in lines)
