@@ -148,6 +148,10 @@ param easyAuthAllowedAudiences array = []
 @description('Client ids allowed to call (apps, managed identities); empty for any in the tenant.')
 param easyAuthAllowedClientApplications array = []
 
+@secure()
+@description('IDEMPOTENCY_SECRET: the HMAC key that maps Idempotency-Keys to jobs, kept in Key Vault (the preprovision hook generates one). Empty: the app keeps a random key in its jobs container.')
+param idempotencySecret string = ''
+
 // ---------------------------------------------------------------- webhooks
 @description('Sign callback_url webhooks; creates a Key Vault holding WEBHOOK_SECRET. False: no Key Vault, no WEBHOOK_SECRET.')
 param webhooksEnabled bool = true
@@ -188,6 +192,8 @@ var useExistingOpenAi = !empty(openAiExistingAccountName)
 var openAiResourceGroupName = useExistingOpenAi && !empty(openAiExistingResourceGroupName) ? openAiExistingResourceGroupName : rgName
 var openAiDeployment = !empty(openAiDeploymentName) ? openAiDeploymentName : openAiModelName
 var webhooksOn = webhooksEnabled && !empty(webhookSecret)
+// The vault holds the app's secrets: the webhook secret (with webhooks) and the idempotency key.
+var vaultOn = webhooksOn || !empty(idempotencySecret)
 var deployerPrincipalId = grantDeployerAccess ? principalId : ''
 
 // ---------------------------------------------------------------- resources
@@ -267,7 +273,7 @@ module openAiExisting 'core/ai/openai-existing.bicep' = if (useExistingOpenAi) {
 var openAiAccountName = useExistingOpenAi ? openAiExisting.outputs.name : openAi.outputs.name
 var openAiEndpoint = useExistingOpenAi ? openAiExisting.outputs.endpoint : openAi.outputs.endpoint
 
-module keyVault 'core/security/keyvault.bicep' = if (webhooksOn) {
+module keyVault 'core/security/keyvault.bicep' = if (vaultOn) {
   name: 'keyvault'
   scope: rg
   params: {
@@ -275,7 +281,8 @@ module keyVault 'core/security/keyvault.bicep' = if (webhooksOn) {
     location: location
     tags: tags
     secretName: 'webhook-secret'
-    secretValue: webhookSecret
+    secretValue: webhooksOn ? webhookSecret : ''
+    idempotencySecretValue: idempotencySecret
   }
 }
 
@@ -285,7 +292,7 @@ module rbac 'app/rbac.bicep' = {
   params: {
     storageAccountName: storage.outputs.name
     applicationInsightsName: monitoring.outputs.applicationInsightsName
-    keyVaultName: webhooksOn ? keyVault.outputs.name : ''
+    keyVaultName: vaultOn ? keyVault.outputs.name : ''
     identityPrincipalId: identity.outputs.principalId
     userPrincipalId: deployerPrincipalId
     userPrincipalType: principalType
@@ -369,6 +376,7 @@ module api 'app/api.bicep' = {
     easyAuthAllowedClientApplications: easyAuthAllowedClientApplications
     webhooksEnabled: webhooksOn
     webhookSecretReferenceUri: webhooksOn ? keyVault.outputs.referenceUri : ''
+    idempotencySecretReferenceUri: !empty(idempotencySecret) ? keyVault.outputs.idempotencyReferenceUri : ''
   }
   // The identity's roles exist before the host starts, so its first storage, Key Vault reference
   // and Azure OpenAI calls succeed.
@@ -400,5 +408,5 @@ output AZURE_OPENAI_MODEL string = openAiModelName
 output AZURE_OPENAI_API_STYLE string = openAiApiStyle
 output IMAGES_CONTAINER string = imagesContainerName
 output JOBS_CONTAINER string = jobsContainerName
-output AZURE_KEY_VAULT_NAME string = webhooksOn ? keyVault.outputs.name : ''
+output AZURE_KEY_VAULT_NAME string = vaultOn ? keyVault.outputs.name : ''
 output WEBHOOKS_ACTIVE bool = webhooksOn

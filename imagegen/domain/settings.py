@@ -84,6 +84,7 @@ DEPLOYED_SETTING_NAMES: frozenset[str] = frozenset(
         ENV_SDK_LOG_LEVEL,
         ENV_EASY_AUTH,
         ENV_CALLER_DAILY_IMAGES,
+        ENV_IDEMPOTENCY_SECRET,
     }
 )
 # Read only on a developer's machine.

@@ -71,6 +71,8 @@ param easyAuthAllowedClientApplications array = []
 param webhooksEnabled bool
 @description('Versionless Key Vault URI of the webhook signing secret (ignored when webhooks are off).')
 param webhookSecretReferenceUri string = ''
+@description('Versionless Key Vault URI of the idempotency key; empty when infra keeps none (the app then keeps its own).')
+param idempotencySecretReferenceUri string = ''
 
 resource applicationInsights 'Microsoft.Insights/components@2020-02-02' existing = {
   name: applicationInsightsName
@@ -207,9 +209,17 @@ var webhookSettings = webhooksEnabled ? [
   }
 ] : []
 
+var keepsIdempotencySecret = !empty(idempotencySecretReferenceUri)
+var idempotencySettings = keepsIdempotencySecret ? [
+  {
+    name: 'IDEMPOTENCY_SECRET'
+    value: '@Microsoft.KeyVault(SecretUri=${idempotencySecretReferenceUri})'
+  }
+] : []
+
 // Name/value pairs in siteConfig: the whole list is known when the deployment starts except for
 // values, which ARM resolves in place.
-var allSettings = concat(hostStorageSettings, hostHttpSettings, monitoringSettings, applicationSettings, webhookSettings)
+var allSettings = concat(hostStorageSettings, hostHttpSettings, monitoringSettings, applicationSettings, webhookSettings, idempotencySettings)
 
 resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
   name: name

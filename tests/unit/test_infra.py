@@ -234,7 +234,7 @@ def test_every_checkov_skip_is_justified_inline(checkov_report: dict[str, Any]) 
 def test_app_settings_are_exactly_what_the_code_reads(bicep: dict[str, dict[str, Any]]) -> None:
     always, conditional = app_settings(bicep["app/api.bicep"])
     assert set(always) | set(conditional) == DEPLOYED_SETTING_NAMES | PLATFORM_SETTING_NAMES
-    assert set(conditional) == {ENV_WEBHOOK_SECRET}
+    assert set(conditional) == {ENV_WEBHOOK_SECRET, "IDEMPOTENCY_SECRET"}
 
 
 def test_no_api_key_or_local_only_setting_anywhere() -> None:
@@ -255,7 +255,7 @@ def test_webhook_secret_is_a_key_vault_reference_only_when_enabled(bicep: dict[s
     assert site["keyVaultReferenceIdentity"] == "identityId"
 
     main = bicep["main.bicep"]
-    assert main["modules"]["keyVault"]["config"]["condition"] == "webhooksOn"
+    assert main["modules"]["keyVault"]["config"]["condition"] == "vaultOn"
     assert "webhookSecret" in main["parameters"]
     decorators = [d["type"] for d in main["parameters"]["webhookSecret"]["decorators"]]
     assert "secure" in decorators
@@ -541,15 +541,18 @@ def test_preprovision_hook_generates_a_secret_once(fake_azd: tuple[Path, Path]) 
     bin_dir, record = fake_azd
     done = _run_hook(bin_dir)
     assert done.returncode == 0, done.stderr
-    (call,) = record.read_text().splitlines()
-    command, _, value = call.partition(" WEBHOOK_SECRET ")
+    idempotency_call, webhook_call = record.read_text().splitlines()
+    command, _, key = idempotency_call.partition(" IDEMPOTENCY_SECRET ")
+    assert command == "env set" and re.fullmatch(r"[A-Za-z0-9+/]{43}=", key)
+    command, _, value = webhook_call.partition(" WEBHOOK_SECRET ")
     assert command == "env set"
     assert re.fullmatch(r"whsec_[A-Za-z0-9+/]{43}=", value)
-    assert value not in done.stdout + done.stderr  # never printed
+    assert value not in done.stdout + done.stderr and key not in done.stdout + done.stderr  # never printed
 
     record.unlink()
-    assert _run_hook(bin_dir, WEBHOOK_SECRET="whsec_existing").returncode == 0
-    assert _run_hook(bin_dir, WEBHOOKS_ENABLED="False").returncode == 0
+    kept = {"IDEMPOTENCY_SECRET": "an-existing-key"}
+    assert _run_hook(bin_dir, WEBHOOK_SECRET="whsec_existing", **kept).returncode == 0
+    assert _run_hook(bin_dir, WEBHOOKS_ENABLED="False", **kept).returncode == 0
     assert not record.exists()
 
 
@@ -610,3 +613,14 @@ def test_easy_auth_is_a_parameter_that_puts_entra_in_front_and_keeps_health_anon
     assert body["properties"]["identityProviders"]["azureActiveDirectory"]["enabled"] is True
     main = bicep["main.bicep"]["parameters"]
     assert default_of(main["easyAuthEnabled"]) is False  # function keys unless asked
+
+
+def test_the_idempotency_key_is_a_key_vault_reference_when_infra_keeps_one(
+    bicep: dict[str, dict[str, Any]],
+) -> None:
+    _, conditional = app_settings(bicep["app/api.bicep"])
+    assert conditional["IDEMPOTENCY_SECRET"].startswith("@Microsoft.KeyVault(SecretUri=${")
+    main = bicep["main.bicep"]
+    assert "secure" in [d["type"] for d in main["parameters"]["idempotencySecret"]["decorators"]]
+    vault_params = bicep["core/security/keyvault.bicep"]["parameters"]
+    assert "secure" in [d["type"] for d in vault_params["idempotencySecretValue"]["decorators"]]

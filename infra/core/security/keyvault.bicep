@@ -1,14 +1,19 @@
-// Key Vault (RBAC authorization, no access policies) holding the webhook signing secret. The app
-// reads it through a Key Vault reference resolved by the platform with the user-assigned identity.
+// Key Vault (RBAC authorization, no access policies) holding the app's secrets: the webhook signing
+// secret and the idempotency HMAC key, each when given. The app reads them through Key Vault
+// references resolved by the platform with the user-assigned identity.
 param name string
 param location string = resourceGroup().location
 param tags object = {}
 
-param secretName string
+param secretName string = 'webhook-secret'
 
 @secure()
-@description('The secret value; never output, never logged.')
-param secretValue string
+@description('The webhook signing secret; empty for none. Never output, never logged.')
+param secretValue string = ''
+
+@secure()
+@description('The idempotency HMAC key (IDEMPOTENCY_SECRET); empty for none. Never output, never logged.')
+param idempotencySecretValue string = ''
 
 resource vault 'Microsoft.KeyVault/vaults@2023-07-01' = {
   name: name
@@ -36,9 +41,10 @@ resource vault 'Microsoft.KeyVault/vaults@2023-07-01' = {
   }
 }
 
-resource secret 'Microsoft.KeyVault/vaults/secrets@2023-07-01' = {
+resource secret 'Microsoft.KeyVault/vaults/secrets@2023-07-01' = if (!empty(secretValue)) {
   parent: vault
   name: secretName
+  //checkov:skip=CKV_AZURE_114: contentType is set (text/plain) below; checkov does not read the properties of a conditional resource
   //checkov:skip=CKV_AZURE_41: an expiry date does not stop the platform from resolving the reference and would only add a silent cliff; the secret is rotated by redeploying with a new value
   properties: {
     value: secretValue
@@ -49,5 +55,18 @@ resource secret 'Microsoft.KeyVault/vaults/secrets@2023-07-01' = {
 output name string = vault.name
 output id string = vault.id
 output uri string = vault.properties.vaultUri
-@description('Versionless URI of the stored value, for a Key Vault reference (the app follows rotations).')
-output referenceUri string = secret.properties.secretUri
+resource idempotencySecret 'Microsoft.KeyVault/vaults/secrets@2023-07-01' = if (!empty(idempotencySecretValue)) {
+  parent: vault
+  name: 'idempotency-secret'
+  //checkov:skip=CKV_AZURE_114: contentType is set (text/plain) below; checkov does not read the properties of a conditional resource
+  //checkov:skip=CKV_AZURE_41: an expiry date does not stop the platform from resolving the reference and would only add a silent cliff; the key is rotated by redeploying with a new value
+  properties: {
+    value: idempotencySecretValue
+    contentType: 'text/plain'
+  }
+}
+
+@description('Versionless URI of the webhook secret, for a Key Vault reference (the app follows rotations).')
+output referenceUri string = !empty(secretValue) ? secret.properties.secretUri : ''
+@description('Versionless URI of the idempotency key, for a Key Vault reference.')
+output idempotencyReferenceUri string = !empty(idempotencySecretValue) ? idempotencySecret.properties.secretUri : ''
