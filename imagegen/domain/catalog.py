@@ -128,71 +128,54 @@ _GPT_IMAGE_DIALECTS = (
 )
 _FLUX_DIALECTS = (Dialect(ApiStyle.DEPLOYMENTS, "preview"),)  # the FLUX article's Image API path
 
+
+def _gpt_image(
+    rules: ModelRules, version: str, retires: date, replacement: str | None, rpm: int
+) -> CatalogModel:
+    """A gpt-image model Azure serves: v1 by default, edits and streaming, base64 answers."""
+    lifecycle = Lifecycle(rules.name, version, Stage.GA, retires, replacement, rpm)
+    return CatalogModel(
+        rules.name,
+        Family.GPT_IMAGE,
+        lifecycle,
+        rules,
+        _GPT_IMAGE_DIALECTS,
+        supports_edits=True,
+        supports_streaming=True,
+    )
+
+
+def _flux(rules: ModelRules, *, rpm: int, supports_edits: bool) -> CatalogModel:
+    """A FLUX model through the Image API: the deployments path, the FLUX article's scope, URL answers."""
+    lifecycle = Lifecycle(rules.name, "1", Stage.GA, None, None, rpm)
+    return CatalogModel(
+        rules.name,
+        Family.FLUX,
+        lifecycle,
+        rules,
+        _FLUX_DIALECTS,
+        scope=COGNITIVE_SERVICES_SCOPE,
+        answers="url",
+        supports_edits=supports_edits,
+    )
+
+
+def _retired(name: str, family: Family, version: str, retired: date) -> CatalogModel:
+    """Retired: deployments answer errors (410) and cannot be created; gpt-image-2 replaces them."""
+    return CatalogModel(name, family, Lifecycle(name, version, Stage.RETIRED, retired, "gpt-image-2", None))
+
+
 CATALOG: dict[str, CatalogModel] = {
     entry.key: entry
     for entry in (
-        CatalogModel(
-            "gpt-image-2",
-            Family.GPT_IMAGE,
-            Lifecycle("gpt-image-2", "2026-04-21", Stage.GA, date(2027, 10, 21), None, 6),
-            GPT_IMAGE_2,
-            _GPT_IMAGE_DIALECTS,
-            supports_edits=True,
-            supports_streaming=True,
-        ),
-        CatalogModel(
-            "gpt-image-1.5",
-            Family.GPT_IMAGE,
-            Lifecycle("gpt-image-1.5", "2025-12-16", Stage.GA, date(2027, 6, 16), "gpt-image-2", 9),
-            GPT_IMAGE_1_5,
-            _GPT_IMAGE_DIALECTS,
-            supports_edits=True,
-            supports_streaming=True,
-        ),
-        CatalogModel(
-            "gpt-image-1-mini",
-            Family.GPT_IMAGE,
-            Lifecycle("gpt-image-1-mini", "2025-10-06", Stage.GA, date(2027, 4, 7), "gpt-image-2", 12),
-            GPT_IMAGE_1_MINI,
-            _GPT_IMAGE_DIALECTS,
-            supports_edits=True,
-            supports_streaming=True,
-        ),
-        CatalogModel(
-            "FLUX-1.1-pro",
-            Family.FLUX,
-            Lifecycle("FLUX-1.1-pro", "1", Stage.GA, None, None, 6),
-            FLUX_1_1_PRO,
-            _FLUX_DIALECTS,
-            scope=COGNITIVE_SERVICES_SCOPE,
-            answers="url",
-        ),
-        CatalogModel(
-            "FLUX.1-Kontext-pro",
-            Family.FLUX,
-            Lifecycle("FLUX.1-Kontext-pro", "1", Stage.GA, None, None, 6),
-            FLUX_1_KONTEXT_PRO,
-            _FLUX_DIALECTS,
-            scope=COGNITIVE_SERVICES_SCOPE,
-            answers="url",
-            supports_edits=True,
-        ),
-        # Retired: deployments answer errors (410) and cannot be created.
-        CatalogModel(
-            "gpt-image-1",
-            Family.GPT_IMAGE,
-            Lifecycle("gpt-image-1", "2025-04-15", Stage.RETIRED, date(2026, 10, 23), "gpt-image-2", None),
-        ),
-        CatalogModel(
-            "dall-e-3",
-            Family.DALL_E,
-            Lifecycle("dall-e-3", "3.0", Stage.RETIRED, date(2026, 3, 4), "gpt-image-2", None),
-        ),
-        CatalogModel(
-            "dall-e-2",
-            Family.DALL_E,
-            Lifecycle("dall-e-2", "2.0", Stage.RETIRED, date(2025, 1, 27), "gpt-image-2", None),
-        ),
+        _gpt_image(GPT_IMAGE_2, "2026-04-21", date(2027, 10, 21), None, 6),
+        _gpt_image(GPT_IMAGE_1_5, "2025-12-16", date(2027, 6, 16), "gpt-image-2", 9),
+        _gpt_image(GPT_IMAGE_1_MINI, "2025-10-06", date(2027, 4, 7), "gpt-image-2", 12),
+        _flux(FLUX_1_1_PRO, rpm=6, supports_edits=False),
+        _flux(FLUX_1_KONTEXT_PRO, rpm=6, supports_edits=True),
+        _retired("gpt-image-1", Family.GPT_IMAGE, "2025-04-15", date(2026, 10, 23)),
+        _retired("dall-e-3", Family.DALL_E, "3.0", date(2026, 3, 4)),
+        _retired("dall-e-2", Family.DALL_E, "2.0", date(2025, 1, 27)),
     )
 }
 # Served models, by lower-case name: what a request is validated against.

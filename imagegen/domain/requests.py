@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 import unicodedata
 from collections.abc import Callable, Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from imagegen.domain.errors import InvalidRequest
@@ -109,30 +109,19 @@ _FLUX_COMMON: dict[str, Any] = {
     "default_size": "1024x1024",
     "output_formats": (),
 }
+_FLUX_SIZE = CustomSize(
+    multiple_of=32, min_edge=256, max_edge=1440, max_ratio=1440 / 256, min_pixels=65_536, max_pixels=1_677_721
+)
 FLUX_1_1_PRO = ModelRules(
     name="FLUX-1.1-pro",
     sizes=("1024x1024", "1024x768", "768x1024", "1440x1120", "1120x1440"),
-    custom_size=CustomSize(
-        multiple_of=32,
-        min_edge=256,
-        max_edge=1440,
-        max_ratio=1440 / 256,
-        min_pixels=65_536,
-        max_pixels=1_677_721,
-    ),
+    custom_size=_FLUX_SIZE,  # 1.6 MP
     **_FLUX_COMMON,
 )
 FLUX_1_KONTEXT_PRO = ModelRules(
     name="FLUX.1-Kontext-pro",
     sizes=("1024x1024", "1216x832", "832x1216", "1344x768", "768x1344"),
-    custom_size=CustomSize(
-        multiple_of=32,
-        min_edge=256,
-        max_edge=1440,
-        max_ratio=21 / 9,
-        min_pixels=65_536,
-        max_pixels=1_048_576,
-    ),
+    custom_size=replace(_FLUX_SIZE, max_ratio=21 / 9, max_pixels=1_048_576),  # 1 MP, 21:9 at most
     **_FLUX_COMMON,
 )
 WEBP_REFUSED = "Azure OpenAI does not serve webp images; use png or jpeg"
