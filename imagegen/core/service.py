@@ -526,14 +526,18 @@ class ImageService:
     async def job_for(self, job_id: str, owner: str | None) -> Job:
         """The job, if the caller may see it: with Easy Auth only its owner; another caller's job is
         answered like one that does not exist."""
-        job = await self.jobs.get(job_id)
+        return self._visible_to(await self.jobs.get(job_id), owner)
+
+    def _visible_to(self, job: Job, owner: str | None) -> Job:
         if self.settings.easy_auth and job.owner != owner:
-            raise JobNotFound(f"no job with id '{job_id[:64]}'")
+            raise JobNotFound(f"no job with id '{job.id}'")
         return job
 
     async def cancel(self, job_id: str, owner: str | None = None) -> Job:
-        await self.job_for(job_id, owner)
-        job = await self.jobs.update(job_id, lambda current: current.canceled(self._clock()))
+        # The owner is checked on the record the update reads: one read, not two.
+        job = await self.jobs.update(
+            job_id, lambda current: self._visible_to(current, owner).canceled(self._clock())
+        )
         log.info("job %s canceled", job.id)
         running_here = self._handles.get(job.id)
         if running_here is not None:
