@@ -182,7 +182,6 @@ class AzureOpenAIImages:
         url: str,
         body: dict[str, Any] | None,
         deadline: float,
-        extra_headers: Mapping[str, str] | None = None,
         *,
         authenticate: bool = True,
     ) -> UpstreamAnswer:
@@ -196,8 +195,6 @@ class AzureOpenAIImages:
             if remaining <= 0:
                 raise UpstreamTimeout("Azure OpenAI did not answer in time")
             headers = await self._headers(authenticate)
-            if extra_headers:
-                headers.update(extra_headers)
             try:
                 async with self._client().request(
                     method,

@@ -35,13 +35,9 @@ DELIVERY_TIMEOUT_SECONDS = 10.0
 BACKOFF_SECONDS = (1.0, 2.0, 4.0, 8.0)
 
 
-def signing_key(secret: str) -> bytes:
-    return webhook_signing_key(secret)
-
-
 def sign(secret: str, message_id: str, timestamp: int, body: bytes) -> str:
     signed = f"{message_id}.{timestamp}.".encode() + body
-    digest = hmac.new(signing_key(secret), signed, hashlib.sha256).digest()
+    digest = hmac.new(webhook_signing_key(secret), signed, hashlib.sha256).digest()
     return "v1," + base64.b64encode(digest).decode()
 
 

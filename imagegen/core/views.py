@@ -5,9 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from imagegen.domain.jobs import JobView
+from imagegen.domain.logtext import ELLIPSIS
 from imagegen.domain.messages import fitting_message
-
-ELLIPSIS = "…"
 
 
 def job_url(api_base: str, job_id: str) -> str:

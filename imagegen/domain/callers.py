@@ -11,16 +11,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 PRINCIPAL_ID_HEADER = "X-MS-CLIENT-PRINCIPAL-ID"
-PRINCIPAL_NAME_HEADER = "X-MS-CLIENT-PRINCIPAL-NAME"
-PRINCIPAL_IDP_HEADER = "X-MS-CLIENT-PRINCIPAL-IDP"
 MAX_PRINCIPAL_ID_CHARS = 128
 
 
 @dataclass(frozen=True)
 class Caller:
     principal_id: str  # the Entra object id (oid) of the user or managed identity
-    name: str | None = None
-    identity_provider: str | None = None
 
 
 def caller_from_headers(headers: Mapping[str, str]) -> Caller | None:
@@ -29,8 +25,4 @@ def caller_from_headers(headers: Mapping[str, str]) -> Caller | None:
     principal = (lowered.get(PRINCIPAL_ID_HEADER.lower()) or "").strip()
     if not principal or len(principal) > MAX_PRINCIPAL_ID_CHARS or not principal.isprintable():
         return None
-    return Caller(
-        principal,
-        lowered.get(PRINCIPAL_NAME_HEADER.lower()) or None,
-        lowered.get(PRINCIPAL_IDP_HEADER.lower()) or None,
-    )
+    return Caller(principal)

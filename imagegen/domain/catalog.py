@@ -178,27 +178,18 @@ CATALOG: dict[str, CatalogModel] = {
         _retired("dall-e-2", Family.DALL_E, "2.0", date(2025, 1, 27)),
     )
 }
-# Served models, by lower-case name: what a request is validated against.
-MODEL_RULES: dict[str, ModelRules] = {
-    key: entry.rules for key, entry in CATALOG.items() if entry.rules is not None
-}
 
 
 def model_entry(model: str) -> CatalogModel | None:
     return CATALOG.get(model.lower())
 
 
-def lifecycle_of(model: str) -> Lifecycle | None:
-    entry = model_entry(model)
-    return entry.lifecycle if entry else None
-
-
 def rules_for_model(model: str) -> ModelRules:
     """The rules of a model Azure serves (by its model name, as deployed, any case)."""
-    try:
-        return MODEL_RULES[model.lower()]
-    except KeyError:
-        raise ValueError(f"unknown image model {model!r}") from None
+    entry = model_entry(model)
+    if entry is None or entry.rules is None:
+        raise ValueError(f"unknown image model {model!r}")
+    return entry.rules
 
 
 def retirement_message(lifecycle: Lifecycle) -> str:

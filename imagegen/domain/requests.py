@@ -56,7 +56,6 @@ class ModelRules:
     sizes: tuple[str, ...]
     default_size: str
     qualities: tuple[str, ...] = ()
-    default_quality: str | None = None
     backgrounds: tuple[str, ...] = ()
     output_formats: tuple[str, ...] = ("png",)
     supports_compression: bool = False
@@ -81,7 +80,6 @@ GPT_IMAGE_2 = ModelRules(
     name="gpt-image-2",
     sizes=("1024x1024", "1024x1536", "1536x1024", "2048x2048", "2048x1152", "3840x2160", "auto"),
     default_size="1024x1024",
-    default_quality="high",
     custom_size=GPT_IMAGE_2_SIZE,
     **_GPT_IMAGE_COMMON,
 )
@@ -89,14 +87,12 @@ GPT_IMAGE_1_5 = ModelRules(
     name="gpt-image-1.5",
     sizes=("1024x1024", "1024x1536", "1536x1024", "auto"),
     default_size="1024x1024",
-    default_quality="high",
     **_GPT_IMAGE_COMMON,
 )
 GPT_IMAGE_1_MINI = ModelRules(
     name="gpt-image-1-mini",
     sizes=("1024x1024", "1024x1536", "1536x1024", "auto"),
     default_size="1024x1024",
-    default_quality="medium",
     **_GPT_IMAGE_COMMON,
 )
 # FLUX through the OpenAI-compatible Image API (use-foundry-models-flux.md, 03/23/2026): one image per

@@ -15,7 +15,6 @@ from datetime import UTC, date, datetime
 from urllib.parse import urlsplit
 
 from imagegen.domain.catalog import (
-    AI_AZURE_SCOPE,
     ApiStyle,
     CatalogModel,
     Dialect,
@@ -109,7 +108,6 @@ DEFAULT_IMAGES_CONTAINER = "images"
 DEFAULT_JOBS_CONTAINER = "jobs"
 
 DEFAULT_MODEL = "gpt-image-2"
-DEFAULT_OPENAI_SCOPE = AI_AZURE_SCOPE  # the default model's; each model's docs name its own (catalog)
 MAX_SAS_TTL_MINUTES = 7 * 24 * 60
 # The Azure front end cuts HTTP requests at 230 s; leave room for storage work and the answer.
 MAX_WAIT_SECONDS_LIMIT = 200.0

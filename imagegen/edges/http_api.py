@@ -96,7 +96,7 @@ def error_response(error: ImageGenError) -> func.HttpResponse:
 
 
 async def job_response(
-    service: ImageService, job: Job, req: func.HttpRequest, extra_headers: dict[str, str] | None = None
+    service: ImageService, job: Job, extra_headers: dict[str, str] | None = None
 ) -> func.HttpResponse:
     """A job's HTTP status follows its state: 200 done, 202 in progress, the error table when it failed."""
     base = service.settings.api_base
@@ -145,12 +145,12 @@ async def create_image(req: func.HttpRequest, context: HandlerContext) -> func.H
         preference = parse_prefer(req.headers.get("Prefer"))
         if preference.respond_async:
             job = await service.submit_async(submission)
-            return await job_response(service, job, req, {"Preference-Applied": "respond-async"})
+            return await job_response(service, job, {"Preference-Applied": "respond-async"})
         limit = service.settings.max_wait_seconds
         wait = limit if preference.wait_seconds is None else min(preference.wait_seconds, limit)
         job = await service.submit_and_wait(submission, wait)
         applied = {"Preference-Applied": f"wait={wait:g}"} if preference.wait_seconds is not None else {}
-        return await job_response(service, job, req, applied)
+        return await job_response(service, job, applied)
 
     return await _guarded(action)
 
@@ -161,7 +161,7 @@ async def get_image(req: func.HttpRequest, context: HandlerContext) -> func.Http
     async def action() -> func.HttpResponse:
         service = context.service()
         job = await service.job_for(req.route_params.get("id", ""), _owner(req, service.settings))
-        return await job_response(service, job, req)
+        return await job_response(service, job)
 
     return await _guarded(action)
 

@@ -50,8 +50,8 @@ from imagegen.domain.requests import (
     REQUEST_FIELDS,
     ModelRules,
 )
+from imagegen.domain.settings import ROUTE_PREFIX
 from imagegen.edges.context import HandlerContext
-from imagegen.edges.routes import ROUTE_PREFIX
 
 API_VERSION = "1.0.0"
 KEY_HEADER = "x-functions-key"
@@ -111,7 +111,7 @@ def _request_property(name: str, rules: ModelRules) -> Schema | None:
             "type": "string",
             "minLength": 1,
             "maxLength": MAX_USER_CHARS,
-            "description": "An id of your end user, passed to Azure OpenAI for abuse monitoring.",
+            "description": FIELDS_BY_NAME["user"].description,
         }
     if name in choices:
         allowed = choices[name]
@@ -133,7 +133,7 @@ def _request_property(name: str, rules: ModelRules) -> Schema | None:
             "format": "int32",
             "minimum": 0,
             "maximum": 100,
-            "description": "Compression level (0-100) for jpeg output; not allowed with png.",
+            "description": FIELDS_BY_NAME["output_compression"].description,
         }
     if name == "metadata":
         return {

@@ -24,10 +24,10 @@ import azure.functions as func
 from imagegen.domain.catalog import rules_for_model
 from imagegen.domain.errors import SettingsError
 from imagegen.domain.requests import REQUEST_FIELD_TABLE, ModelRules
-from imagegen.domain.settings import Settings
+from imagegen.domain.settings import ROUTE_PREFIX, Settings
 from imagegen.edges.context import HandlerContext
 
-DEFAULT_API_BASE = "/api"
+DEFAULT_API_BASE = ROUTE_PREFIX
 PAGE_ROUTE = "playground"
 _PLAIN_SEGMENT = re.compile(r"[A-Za-z0-9._~-]+")
 _PLACEHOLDER = re.compile(r"\{\{(style|script|config)\}\}")

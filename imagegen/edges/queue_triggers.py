@@ -46,14 +46,16 @@ async def accept_image_request(msg: func.QueueMessage, context: HandlerContext) 
     """
     service = context.service()
     body = msg.get_body()
-    text = body.decode("utf-8", errors="replace")  # what the poison note shows
     try:
-        try:
-            body.decode("utf-8")
-        except UnicodeDecodeError:
-            raise InvalidRequest(
-                "the message is not valid UTF-8 (HTTP refuses the same bytes)", field="body"
-            ) from None
+        text = body.decode("utf-8")
+    except UnicodeDecodeError:
+        text = body.decode("utf-8", errors="replace")  # what the poison note shows
+        utf8 = False
+    else:
+        utf8 = True
+    try:
+        if not utf8:
+            raise InvalidRequest("the message is not valid UTF-8 (HTTP refuses the same bytes)", field="body")
         document: Any = parse_json(text)
         if not isinstance(document, dict):
             raise InvalidRequest("the message must be a JSON object", field="body")

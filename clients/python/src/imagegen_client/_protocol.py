@@ -234,8 +234,6 @@ class JobFollower:
 
     def next_step(self, response: httpx.Response) -> Job | Poll:
         """Raises the answer's ApiError, or WaitTimeoutError when the next wait would end too late."""
-        if response.status_code not in (200, 202):
-            raise error_from_answer(response)
         job = _job_or_error(response, frozenset({200, 202}))
         elapsed = self._clock() - self._started
         if self._on_progress is not None:
