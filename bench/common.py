@@ -13,7 +13,6 @@ import tempfile
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -69,11 +68,6 @@ def machine_info() -> dict[str, Any]:
         "platform": platform.platform(),
         "load_average_at_start": [round(x, 2) for x in load],
     }
-
-
-def parse_log_time(text: str) -> float:
-    """The emulator's request-log `time` (ISO 8601, UTC, milliseconds) as epoch seconds."""
-    return datetime.fromisoformat(text).timestamp()
 
 
 def stack_identity(stack: LocalStack) -> ManagedIdentityCredential:

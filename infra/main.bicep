@@ -280,7 +280,6 @@ module keyVault 'core/security/keyvault.bicep' = if (vaultOn) {
     name: '${abbrs.keyVaultVaults}${resourceToken}'
     location: location
     tags: tags
-    secretName: 'webhook-secret'
     secretValue: webhooksOn ? webhookSecret : ''
     idempotencySecretValue: idempotencySecret
   }
@@ -310,9 +309,6 @@ module pipelineRbac 'app/pipeline-rbac.bicep' = if (!empty(pipelineProducerPrinc
     requestsQueueName: 'image-requests'
     resultsQueueName: 'image-results'
   }
-  dependsOn: [
-    storage
-  ]
 }
 
 module openAiRbac 'app/openai-rbac.bicep' = {

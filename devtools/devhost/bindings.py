@@ -14,9 +14,8 @@ import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, cast
+from typing import Any
 
-import azure.functions as func
 from azure.functions.http import HttpRequestConverter, HttpResponseConverter
 from azure.functions.meta import Datum
 from azure.functions.queue import QueueMessageInConverter, QueueMessageOutConverter
@@ -180,11 +179,6 @@ def decode_trigger(
     except NotImplementedError as error:
         raise BindingConversionError(f"cannot decode a {datum.type!r} datum for {binding_type}") from error
     raise BindingConversionError(f"no converter for trigger {binding_type!r}")
-
-
-def decode_http_request(datum: Datum) -> func.HttpRequest:
-    """An `http` datum → the func.HttpRequest a function receives."""
-    return cast(func.HttpRequest, decode_trigger(HTTP_TRIGGER, datum, {}, generic=False))
 
 
 # --- encoding outputs -----------------------------------------------------------------------------

@@ -21,6 +21,8 @@ from typing import Any
 
 import jwt
 
+from devtools.tokens import read_claims
+
 AUDIENCES_VARIABLE = "DEVHOST_EASY_AUTH_AUDIENCES"
 PRINCIPAL_HEADER_PREFIX = "x-ms-client-principal"
 EXCLUDED_PATHS = ("/api/health", "/api/openapi.json", "/api/playground")
@@ -64,7 +66,7 @@ class EasyAuth:
         ]
 
     def _excluded(self, path: str) -> bool:
-        trimmed = path.split("?", 1)[0].rstrip("/")
+        trimmed = path.rstrip("/")
         return trimmed in self.excluded_paths
 
     def _claims(self, headers: Sequence[tuple[str, str]]) -> dict[str, Any] | None:
@@ -73,7 +75,7 @@ class EasyAuth:
         if scheme.lower() != "bearer" or not token.strip():
             return None
         try:
-            claims: dict[str, Any] = jwt.decode(token.strip(), options={"verify_signature": False})
+            claims = read_claims(token.strip())
         except jwt.PyJWTError:
             return None
         audiences = claims.get("aud")

@@ -25,14 +25,13 @@ from devtools.devhost.bindings import (
 from devtools.devhost.config import DEFAULT_REQUEST_BODY_LIMIT
 from devtools.devhost.easyauth import EasyAuth
 from devtools.devhost.functions import HttpFunction, InvocationError
-from devtools.devhost.logsafety import SERVER_LOGGER_NAME
+from devtools.devhost.logsafety import server_log
 from devtools.devhost.queues import QueueOutputs
 from devtools.devhost.routing import RouteTable
 from devtools.devhost.tracecontext import invocation_trace_context
 
 log = logging.getLogger("devhost.http")
 # aiohttp's messages and the dev host's own errors: logsafety scrubs every record of this logger.
-server_log = logging.getLogger(SERVER_LOGGER_NAME)
 
 _HOP_BY_HOP = {"content-length", "transfer-encoding", "connection"}
 # RFC 3986 host [ ":" port ]: an IP literal, or a reg-name of unreserved, pct-encoded and sub-delims.
@@ -148,12 +147,10 @@ class HttpHost:
             response = await self._answer(request)
             status = response.status
             return response
-        except Exception:
+        except Exception:  # noqa: BLE001 - the dev host's boundary: logged with its stack (server_log), a bare 500
             # The dev host's own fault. Its message may quote the request: the scrubbing server log
             # keeps the type and the stack, enough to find it.
-            logging.getLogger(SERVER_LOGGER_NAME).exception(
-                "dev host error on %s %s", request.method, request.rel_url.raw_path
-            )
+            server_log.exception("dev host error on %s %s", request.method, request.rel_url.raw_path)
             return web.Response(status=500)
         finally:
             # Path only, as sent (undecoded: no `%0A` makes a line of its own): the query string may

@@ -23,7 +23,7 @@ import itertools
 import json
 from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
@@ -350,7 +350,7 @@ class InMemoryQueue(_Scripted):
             delay_seconds=delay_seconds,
         )
         self._messages.append(message)
-        self.sent.append(QueuedMessage(**vars(message)))
+        self.sent.append(replace(message))
         return SentMessage(queue, message.id, message.pop_receipt)
 
     async def delete(self, message: SentMessage) -> None:
@@ -383,7 +383,7 @@ class InMemoryQueue(_Scripted):
         message.dequeue_count += 1
         message.pop_receipt = f"receipt-{message.id}-{message.dequeue_count}"
         message.visible_at = now + timedelta(seconds=visibility_seconds)
-        return QueuedMessage(**vars(message))
+        return replace(message)
 
     def complete(self, message: QueuedMessage) -> None:
         """The handler returned: the host deletes the message."""
@@ -395,7 +395,7 @@ class InMemoryQueue(_Scripted):
             if stored.queue == message.queue and stored.id == message.id:
                 if stored.dequeue_count >= MAX_DEQUEUE_COUNT:
                     self._messages.remove(stored)
-                    poisoned = QueuedMessage(**vars(stored))
+                    poisoned = replace(stored)
                     poisoned.queue = f"{stored.queue}-poison"
                     poisoned.visible_at = self._clock.now()
                     poisoned.dequeue_count = 0  # a new message in the poison queue
@@ -406,7 +406,7 @@ class InMemoryQueue(_Scripted):
 
     def messages(self, queue: str) -> list[QueuedMessage]:
         """Every message in `queue`, visible or not, oldest first."""
-        return [QueuedMessage(**vars(m)) for m in self._messages if m.queue == queue]
+        return [replace(m) for m in self._messages if m.queue == queue]
 
     def payloads(self, queue: str) -> list[dict[str, Any]]:
         return [m.payload for m in self.messages(queue)]
