@@ -10,7 +10,7 @@ from functools import cache
 
 from azure.core.credentials_async import AsyncTokenCredential
 
-from imagegen.adapters.azure_openai import AzureOpenAIImages
+from imagegen.adapters.azure_openai import AzureOpenAIImages, TokenProvider
 from imagegen.adapters.blob_store import BlobStore
 from imagegen.adapters.queue_store import QueueStore
 from imagegen.adapters.webhooks import WebhookSender
@@ -42,15 +42,16 @@ def build_service(settings: Settings) -> ImageService:
         credential = DefaultAzureCredential(
             managed_identity_client_id=settings.storage.client_id or settings.client_id
         )
-    token_provider = None
-    if settings.api_key is None:
-        assert credential is not None
-        entra = credential
-
-        async def token_provider() -> str:
-            return (await entra.get_token(settings.openai_scope)).token
-
-    generator = AzureOpenAIImages(settings, rules_for_model(settings.model), token_provider=token_provider)
+    generators = {
+        backend.id: AzureOpenAIImages(
+            settings,
+            rules_for_model(backend.model),
+            backend=backend,
+            token_provider=_token_provider(credential, backend.scope) if settings.api_key is None else None,
+            retries=False,  # the pool cools a backend down and sends the job elsewhere or back to the queue
+        )
+        for backend in settings.backends
+    }
     store = BlobStore(settings.storage, credential=credential)
     queues = QueueStore(settings.storage, credential=credential)
     webhooks = (
@@ -58,7 +59,16 @@ def build_service(settings: Settings) -> ImageService:
         if settings.webhook_secret
         else None
     )
-    return ImageService(settings, generator, store, queues, webhooks=webhooks, credential=credential)
+    return ImageService(settings, generators, store, queues, webhooks=webhooks, credential=credential)
+
+
+def _token_provider(credential: AsyncTokenCredential | None, scope: str) -> TokenProvider:
+    assert credential is not None
+
+    async def token() -> str:
+        return (await credential.get_token(scope)).token
+
+    return token
 
 
 _service: ImageService | None = None

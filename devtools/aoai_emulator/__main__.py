@@ -65,8 +65,19 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"content-filter a prompt containing WORD (repeatable); default {list(DEFAULT_FILTER_WORDS)}",
     )
     parser.add_argument("--filter-output-index", type=int, help="filter this output image index")
-    parser.add_argument("--images-per-minute", type=int, help="per-deployment image quota (429 beyond)")
-    parser.add_argument("--region", default=defaults.region, help="x-ms-region header value")
+    parser.add_argument(
+        "--requests-per-minute",
+        type=int,
+        metavar="N",
+        help="RPM quota of every deployment, enforced as N//6 (at least 1) requests per sliding 10 s; "
+        "0 throttles every request (per-deployment values: admin config deployment_requests_per_minute)",
+    )
+    parser.add_argument(
+        "--region",
+        default=defaults.region,
+        metavar="NAME",
+        help="x-ms-region header value (run one instance per port and --region to emulate several regions)",
+    )
     parser.add_argument(
         "--image-detail",
         choices=IMAGE_DETAILS,
@@ -86,7 +97,7 @@ def config_from_args(args: argparse.Namespace) -> Config:
         "result_ttl_seconds": args.result_ttl,
         "hang_seconds": args.hang_seconds,
         "filter_output_index": args.filter_output_index,
-        "images_per_minute": args.images_per_minute,
+        "requests_per_minute": args.requests_per_minute,
         "region": args.region,
         "image_detail": args.image_detail,
     }

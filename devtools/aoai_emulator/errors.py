@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -62,9 +63,25 @@ def model_retired(model: str, retired: str, replacement: str) -> ApiError:
     )
 
 
-def rate_limited(seconds: float, operation: str, api_version: str | None) -> ApiError:
-    """429 with both `retry-after` (whole seconds, rounded up) and `retry-after-ms`."""
-    whole = max(1, int(-(-seconds // 1)))
+def retry_headers(seconds: float) -> dict[str, str]:
+    """`retry-after` (whole seconds, rounded up, at least 1) and `retry-after-ms` (milliseconds).
+
+    Both round up (a client that waits exactly that long finds room), after dropping float noise below
+    a microsecond so that 1.5 s is `1500` and not `1501`.
+    """
+    exact = round(seconds, 6)
+    return {
+        "retry-after": str(max(1, math.ceil(exact))),
+        "retry-after-ms": str(max(1, math.ceil(round(exact * 1000, 3)))),
+    }
+
+
+def rate_limited(
+    seconds: float, operation: str, api_version: str | None, headers: dict[str, str] | None = None
+) -> ApiError:
+    """429 with `retry-after` and `retry-after-ms` (see `retry_headers`), plus any extra `headers`."""
+    retry = retry_headers(seconds)
+    whole = retry["retry-after"]
     version = api_version or "v1"
     return ApiError(
         429,
@@ -73,17 +90,14 @@ def rate_limited(seconds: float, operation: str, api_version: str | None) -> Api
         f"call rate limit of your current OpenAI S0 pricing tier. Please retry after {whole} seconds. "
         "Please go here: https://aka.ms/oai/quotaincrease if you would like to further increase the "
         "default rate limit.",
-        headers={"retry-after": str(whole), "retry-after-ms": str(max(1, int(seconds * 1000)))},
+        headers={**(headers or {}), **retry},
     )
 
 
 def server_error(status: int, retry_after: float | None = None) -> ApiError:
     headers: dict[str, str] = {}
     if retry_after is not None:
-        headers = {
-            "retry-after": str(max(1, int(-(-retry_after // 1)))),
-            "retry-after-ms": str(max(1, int(retry_after * 1000))),
-        }
+        headers = retry_headers(retry_after)
     if status == 503:
         return ApiError(
             503,

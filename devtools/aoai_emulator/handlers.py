@@ -42,7 +42,7 @@ from devtools.aoai_emulator.safety import (
     prompt_is_filtered,
     prompt_rejected,
 )
-from devtools.aoai_emulator.state import EmulatorState, Operation, StoredResult
+from devtools.aoai_emulator.state import LEGACY_QUOTA_KEY, EmulatorState, Operation, StoredResult
 
 ENTRY_KEY = web.RequestKey("aoai_entry", dict[str, Any])
 TRUNCATE_KEY = web.RequestKey("aoai_truncate", bool)
@@ -118,11 +118,19 @@ class Handlers:
                 type="invalid_request_error",
             ) from None
 
-    def _reserve_quota(self, key: str, n: int, operation: str, api_version: str | None) -> None:
-        wait = self.state.quota.reserve(key, n, self.state.config.images_per_minute, time.monotonic())
-        if wait is not None:
+    def _admit(self, key: str, operation: str, api_version: str | None) -> dict[str, str]:
+        """Count one request against `key`'s RPM window; 429 when it is full.
+
+        Answers the rate-limit headers for the success response (none when `key` has no quota); the 429
+        carries them too.
+        """
+        decision = self.state.quota.admit(key, self.state.config.rpm_for(key))
+        if decision is None:
+            return {}
+        if decision.retry_after is not None:
             self.state.counters["throttled"] += 1
-            raise rate_limited(wait, operation, api_version)
+            raise rate_limited(decision.retry_after, operation, api_version, decision.headers())
+        return decision.headers()
 
     def _paid(self, request: web.Request, n: int) -> None:
         entry(request).update(paid=True, images=n)
@@ -230,7 +238,7 @@ class Handlers:
         if prompt_is_filtered(image.prompt, config.content_filter_words):
             self.state.counters["content_filtered"] += 1
             raise prompt_rejected(config.content_filter_category)
-        self._reserve_quota(deployment, image.n, "Images_Generations", api_version)
+        rate_headers = self._admit(deployment, "Images_Generations", api_version)
         self._paid(request, image.n)
         started = time.time()
         skip = config.filter_output_index
@@ -259,7 +267,7 @@ class Handlers:
         answer: dict[str, Any] = {"created": int(started), "data": data}
         if rules.family == "gpt-image":
             answer["usage"] = usage(image)
-        return web.json_response(answer)
+        return web.json_response(answer, headers=rate_headers)
 
     # ---- legacy operations --------------------------------------------------------------------
     def _operation_url(self, request: web.Request, operation: Operation) -> str:
@@ -294,7 +302,7 @@ class Handlers:
         await self._fault(request, "submit", None)
         image = validate(body, LEGACY, "dall-e-2")
         log["n"] = image.n
-        self._reserve_quota("legacy", image.n, "Images_Generations", api_version)
+        rate_headers = self._admit(LEGACY_QUOTA_KEY, "Images_Generations", api_version)
         now = time.time()
         filtered = prompt_is_filtered(image.prompt, config.content_filter_words)
         operation = Operation(
@@ -317,11 +325,14 @@ class Handlers:
         self._paid(request, image.n)
         if filtered:
             self.state.counters["content_filtered"] += 1
-        return self._accepted(request, operation)
+        return self._accepted(request, operation, rate_headers)
 
-    def _accepted(self, request: web.Request, operation: Operation) -> web.Response:
+    def _accepted(
+        self, request: web.Request, operation: Operation, extra_headers: dict[str, str] | None = None
+    ) -> web.Response:
         status = operation.status(time.time())
         headers = {
+            **(extra_headers or {}),
             "operation-location": self._operation_url(request, operation),
             "retry-after": format_seconds(self.state.config.retry_after_seconds),
         }

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import Counter, deque
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
@@ -26,6 +27,9 @@ DEFAULT_DEPLOYMENTS: dict[str, str] = {
 }
 DEFAULT_FILTER_WORDS: tuple[str, ...] = ("forbidden",)
 MAX_LOG_ENTRIES = 10_000
+LEGACY_QUOTA_KEY = "legacy"  # the quota key every legacy `:submit` shares
+QUOTA_WINDOW_SECONDS = 10.0  # RPM is enforced over sliding 10-second spans, as Azure evaluates it
+NO_BUDGET_RETRY_SECONDS = 60.0  # retry-after when requests_per_minute is 0 (the window never opens)
 
 
 class ConfigError(ValueError):
@@ -43,7 +47,8 @@ class Config:
     content_filter_words: list[str] = field(default_factory=lambda: list(DEFAULT_FILTER_WORDS))
     content_filter_category: str = "violence"  # hate | self_harm | sexual | violence
     filter_output_index: int | None = None  # this output index is filtered in every generation
-    images_per_minute: int | None = None  # per deployment (legacy counts as "legacy"); None: no quota
+    requests_per_minute: int | None = None  # every deployment's RPM quota (legacy: key "legacy"); None: none
+    deployment_requests_per_minute: dict[str, int] = field(default_factory=dict)  # per-deployment RPM
     denied_object_ids: list[str] = field(default_factory=list)  # token oids answered PermissionDenied
     region: str = "swedencentral"  # x-ms-region header
     image_detail: ImageDetail = "smooth"  # "noise": incompressible images of realistic size (benchmarks)
@@ -51,6 +56,10 @@ class Config:
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
+
+    def rpm_for(self, key: str) -> int | None:
+        """The RPM quota of a deployment (or the legacy key): its override, else `requests_per_minute`."""
+        return self.deployment_requests_per_minute.get(key, self.requests_per_minute)
 
     def update(self, patch: object) -> None:
         """Apply a partial update, all or nothing."""
@@ -80,12 +89,20 @@ def _check(name: str, value: object) -> object:
         if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
             raise ConfigError(f"{name} must be a number >= 0")
         return float(value)
-    if name in ("filter_output_index", "images_per_minute"):
+    if name in ("filter_output_index", "requests_per_minute"):
         if value is None:
             return None
-        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        if not _is_count(value):
             raise ConfigError(f"{name} must be an integer >= 0 or null")
         return value
+    if name == "deployment_requests_per_minute":
+        if not isinstance(value, dict) or not all(
+            isinstance(k, str) and k and _is_count(v) for k, v in value.items()
+        ):
+            raise ConfigError(
+                "deployment_requests_per_minute must be an object of deployment name -> integer >= 0"
+            )
+        return dict(value)
     if name in ("content_filter_words", "denied_object_ids"):
         if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
             raise ConfigError(f"{name} must be a list of non-empty strings")
@@ -111,6 +128,10 @@ def _check(name: str, value: object) -> object:
         if rules_for_model(model) is None:
             raise ConfigError(f"deployment {deployment!r}: {model!r} is not an image model")
     return dict(value)
+
+
+def _is_count(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
 
 
 @dataclass
@@ -149,32 +170,60 @@ class Operation:
         return "failed" if self.prompt_filtered else "succeeded"
 
 
-class QuotaWindow:
-    """Images generated per deployment over the last 60 seconds."""
+def window_capacity(requests_per_minute: int) -> int:
+    """Requests a deployment may send in any 10-second span: RPM / 6, at least 1 (0 RPM: none)."""
+    return 0 if requests_per_minute == 0 else max(1, requests_per_minute // 6)
 
-    def __init__(self) -> None:
-        self._events: dict[str, deque[tuple[float, int]]] = {}
+
+@dataclass(frozen=True)
+class QuotaDecision:
+    """The outcome of one request against a deployment's window (what the rate-limit headers show)."""
+
+    limit: int  # the window's capacity (x-ratelimit-limit-requests)
+    remaining: int  # requests still allowed in the window after this one (x-ratelimit-remaining-requests)
+    retry_after: float | None  # None: admitted; else seconds until the oldest request leaves the window
+
+    def headers(self) -> dict[str, str]:
+        return {
+            "x-ratelimit-limit-requests": str(self.limit),
+            "x-ratelimit-remaining-requests": str(self.remaining),
+        }
+
+
+class QuotaWindow:
+    """Requests admitted per deployment over a sliding 10-second window (Azure's RPM enforcement).
+
+    A request counts once whatever its `n`; a refused request (429) is not recorded. `clock` is the
+    monotonic time source (tests replace it).
+    """
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self.clock = clock
+        self._admitted: dict[str, deque[float]] = {}
 
     def clear(self) -> None:
-        self._events.clear()
+        self._admitted.clear()
 
-    def reserve(self, key: str, n: int, limit: int | None, now: float) -> float | None:
-        """Record n images, or return the seconds until they would fit (nothing recorded)."""
-        if limit is None:
+    def admit(
+        self, key: str, requests_per_minute: int | None, now: float | None = None
+    ) -> QuotaDecision | None:
+        """Record one request for `key`, or refuse it (nothing recorded). None: `key` has no quota."""
+        if requests_per_minute is None:
             return None
-        events = self._events.setdefault(key, deque())
-        while events and events[0][0] <= now - 60:
-            events.popleft()
-        used = sum(count for _, count in events)
-        if used + n <= limit:
-            events.append((now, n))
-            return None
-        freed = used
-        for at, count in events:
-            freed -= count
-            if freed + n <= limit:
-                return max(0.001, at + 60 - now)
-        return 60.0  # n alone exceeds the limit: retrying after a minute still fails, like Azure
+        capacity = window_capacity(requests_per_minute)
+        if capacity == 0:
+            return QuotaDecision(limit=0, remaining=0, retry_after=NO_BUDGET_RETRY_SECONDS)
+        now = self.clock() if now is None else now
+        admitted = self._admitted.setdefault(key, deque())
+        while admitted and admitted[0] <= now - QUOTA_WINDOW_SECONDS:
+            admitted.popleft()
+        if len(admitted) < capacity:
+            admitted.append(now)
+            return QuotaDecision(limit=capacity, remaining=capacity - len(admitted), retry_after=None)
+        # Full: a slot opens when the oldest request leaves the window (after the quota was lowered, the
+        # window may hold more than it now allows: then it opens when enough of them have left).
+        frees_slot = admitted[len(admitted) - capacity]
+        return QuotaDecision(limit=capacity, remaining=0, retry_after=frees_slot + QUOTA_WINDOW_SECONDS - now)
 
 
 @dataclass

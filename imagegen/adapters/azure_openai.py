@@ -21,6 +21,7 @@ from urllib.parse import urlsplit
 import aiohttp
 from azure.core.exceptions import AzureError
 
+from imagegen.domain.backends import Backend
 from imagegen.domain.catalog import ApiStyle
 from imagegen.domain.errors import (
     ContentFiltered,
@@ -29,6 +30,7 @@ from imagegen.domain.errors import (
     UpstreamError,
     UpstreamThrottled,
     UpstreamTimeout,
+    UpstreamUnavailable,
 )
 from imagegen.domain.images import BrokenImage, ImageInfo, inspect_image
 from imagegen.domain.jsontext import NotJson, parse_json
@@ -66,7 +68,13 @@ class UpstreamAnswer:
 
 
 class AzureOpenAIImages:
-    """Generates images; one instance per process, its aiohttp session built lazily and reused."""
+    """Generates images on one backend; one instance per backend and process, its aiohttp session
+    built lazily and reused.
+
+    `retries=False` (the pool's way): a 429, a 5xx or a lost connection is raised at once
+    (UpstreamThrottled with the retry-after, UpstreamUnavailable) for the pool to cool the backend
+    down and send the job elsewhere or back to the queue; downloads of result URLs still retry.
+    """
 
     def __init__(
         self,
@@ -74,6 +82,8 @@ class AzureOpenAIImages:
         rules: ModelRules,
         *,
         token_provider: TokenProvider | None,
+        backend: Backend | None = None,
+        retries: bool = True,
         session_factory: Callable[[], aiohttp.ClientSession] = aiohttp.ClientSession,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         clock: Callable[[], float] = time.monotonic,
@@ -81,7 +91,9 @@ class AzureOpenAIImages:
         if settings.api_key is None and token_provider is None:
             raise ValueError("either an api-key or a token provider is needed")
         self._settings = settings
-        self._endpoint_origin = _origin(settings.openai_endpoint)  # the only origin given credentials
+        self._backend = backend or settings.backends[0]
+        self._retries = retries
+        self._endpoint_origin = _origin(self._backend.endpoint)  # the only origin given credentials
         self._rules = rules
         self._token_provider = token_provider
         self._session_factory = session_factory
@@ -97,8 +109,8 @@ class AzureOpenAIImages:
     async def generate(self, request: ImageRequest, *, deadline: float) -> Generation:
         """Generate `request.n` images before `deadline` (a time.monotonic() value)."""
         body = request.upstream_body(self._rules)
-        if self._settings.api_style is ApiStyle.V1:
-            body["model"] = self._settings.deployment
+        if self._backend.api_style is ApiStyle.V1:
+            body["model"] = self._backend.deployment
         answer = await self._send("POST", self._url(), body, deadline)
         if answer.status != 200:
             raise self._error_from_answer(answer)
@@ -111,12 +123,12 @@ class AzureOpenAIImages:
         return Generation(tuple(images), Usage.from_answer(document.get("usage")))
 
     def _url(self) -> str:
-        base = self._settings.openai_endpoint
-        if self._settings.api_style is ApiStyle.V1:
-            return f"{base}/openai/v1/images/generations?api-version={self._settings.api_version}"
+        backend = self._backend
+        if backend.api_style is ApiStyle.V1:
+            return f"{backend.endpoint}/openai/v1/images/generations?api-version={backend.api_version}"
         return (
-            f"{base}/openai/deployments/{self._settings.deployment}/images/generations"
-            f"?api-version={self._settings.api_version}"
+            f"{backend.endpoint}/openai/deployments/{backend.deployment}/images/generations"
+            f"?api-version={backend.api_version}"
         )
 
     # --- images -------------------------------------------------------------------------------
@@ -188,6 +200,7 @@ class AzureOpenAIImages:
         if authenticate and _origin(url) != self._endpoint_origin:
             # An operation-location or a stored operation URL elsewhere must not get our credentials.
             raise UpstreamError("Azure OpenAI pointed outside the configured endpoint; not followed")
+        retries = self._retries or not authenticate
         attempt = 0
         while True:
             attempt += 1
@@ -214,15 +227,18 @@ class AzureOpenAIImages:
                 log.warning(
                     "Azure OpenAI %s failed (%s), attempt %d", method, error.__class__.__name__, attempt
                 )
-                if attempt >= MAX_ATTEMPTS or self._clock() + delay >= deadline:
-                    raise UpstreamError(
+                if not retries or attempt >= MAX_ATTEMPTS or self._clock() + delay >= deadline:
+                    raise UpstreamUnavailable(
                         f"could not reach Azure OpenAI ({error.__class__.__name__})"
                     ) from None
                 await self._sleep(delay)
                 continue
             _log_answer(method, answer)
             if answer.status == 429:
-                delay = _retry_after_seconds(answer.headers) or self._backoff(attempt)
+                asked = _retry_after_seconds(answer.headers)
+                delay = asked or self._backoff(attempt)
+                if not retries:
+                    raise UpstreamThrottled("Azure OpenAI is throttling this deployment", retry_after=asked)
                 if attempt >= MAX_ATTEMPTS or self._clock() + delay >= deadline:
                     raise UpstreamThrottled(
                         "Azure OpenAI is throttling image generation; try again later", retry_after=delay
@@ -231,6 +247,8 @@ class AzureOpenAIImages:
                 continue
             if answer.status >= 500:
                 delay = self._backoff(attempt)
+                if not retries:
+                    raise UpstreamUnavailable(f"Azure OpenAI answered {answer.status}")
                 if attempt >= MAX_ATTEMPTS or self._clock() + delay >= deadline:
                     return answer
                 await self._sleep(delay)

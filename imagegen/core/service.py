@@ -9,6 +9,10 @@ The durability rules (docs/architecture.md):
 - A resumed job never repeats a finished step: images already in Blob Storage are not uploaded
   again (and are described from their blob).
 - A queue message names a job only; the stored record decides, leased If-Match with the ETag read.
+- Every backend's budget is shared by all instances (imagegen.core.pacer): a job takes a slot only
+  when its turn comes within a few seconds; otherwise it waits in the queue (its message delayed
+  until its estimated start), never holding a worker. A 429 cools that backend down and the job
+  takes another slot or goes back to the queue; it fails for throttling only after its deadline.
 - Whoever owns a job's message publishes its terminal state (to `image-results`, and to the
   callback) and only then lets the message go: delivery is at least once; the record then says it
   was published, so a replayed message sends nothing again.
@@ -28,11 +32,12 @@ import os
 import socket
 import time
 import uuid
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
+from imagegen.core.pacer import Pacer
 from imagegen.core.repository import JobRepository
 from imagegen.core.views import poison_note, render_job, result_message
 from imagegen.domain.catalog import rules_for_model
@@ -44,10 +49,14 @@ from imagegen.domain.errors import (
     JobNotFound,
     ProcessingFailed,
     StorageError,
+    UpstreamThrottled,
+    UpstreamTimeout,
+    UpstreamUnavailable,
 )
 from imagegen.domain.jobs import Job, JobStatus, JobView, Operation, Output, StoredImage, VersionedJob
 from imagegen.domain.logtext import escaped
 from imagegen.domain.messages import JobMessage
+from imagegen.domain.pacing import Lane, NoSlot, Plan, Planner, Queued, Slot
 from imagegen.domain.ports import (
     BlobAlreadyExists,
     BlobChanged,
@@ -72,6 +81,11 @@ log = logging.getLogger(__name__)
 # A job message becomes visible this long after its lease would lapse, so a live owner renews first.
 GRACE_MARGIN_SECONDS = 5.0
 EXISTING_JOB_POLL_SECONDS = (0.1, 0.2, 0.4, 0.8, 1.0)
+SLOT_HOLD_SECONDS = 3.0  # a worker waits at most this long for a job's slot; longer, it re-queues it
+SLOT_LEAD_SECONDS = 1.0  # a waiting job's message shows this long before its estimated start
+MAX_THROTTLED_TRIES = 8  # 429s in one run before the job goes back to the queue
+MAX_UNAVAILABLE_TRIES = 6  # 5xx / unreachable answers in one run before the job fails
+THROTTLED_REQUEUE_SECONDS = 10.0
 
 
 # The upstream call of each operation (a new operation adds its entry, its request type, its route).
@@ -106,6 +120,14 @@ class JobCanceledWhileRunning(Exception):
     """The job was canceled (DELETE) while this instance worked on it."""
 
 
+class JobDeferred(Exception):
+    """No backend has budget for the job soon: it goes back to the queue until `plan.at`."""
+
+    def __init__(self, plan: Queued) -> None:
+        super().__init__(plan)
+        self.plan = plan
+
+
 class _JobHandle:
     """The running job's latest record and ETag; every write of the runner goes through it."""
 
@@ -117,6 +139,8 @@ class _JobHandle:
         self._lock = asyncio.Lock()
         self.work: asyncio.Task[Job] | None = None
         self.task: asyncio.Task[Job] | None = None
+        self.slot: Slot | None = None  # the slot it was given, if any (else it claims one)
+        self.wait_until: float | None = None  # monotonic: a caller waits for it until then
         # Resolved as soon as the job's outcome is recorded (before publishing and callbacks).
         self.finished: asyncio.Future[Job] = asyncio.get_running_loop().create_future()
 
@@ -150,7 +174,7 @@ class ImageService:
     def __init__(
         self,
         settings: Settings,
-        generator: ImageGenerator,
+        generator: ImageGenerator | Mapping[str, ImageGenerator],
         store: BlobPort,
         queues: MessageQueue,
         *,
@@ -162,7 +186,12 @@ class ImageService:
     ) -> None:
         self.settings = settings
         self.rules: ModelRules = rules_for_model(settings.model)
-        self._generator = generator
+        # One generator per backend of the pool (a single one serves them all in tests).
+        self._generators: dict[str, ImageGenerator] = (
+            dict(generator)
+            if isinstance(generator, Mapping)
+            else {backend.id: generator for backend in settings.backends}
+        )
         self._store = store
         self.queues = queues
         self._webhooks = webhooks
@@ -174,12 +203,19 @@ class ImageService:
         self._handles: dict[str, _JobHandle] = {}
         self._lease = timedelta(seconds=settings.job_lease_seconds)
         self._idempotency_hmac_key: bytes | None = None
+        self.pacer = Pacer(
+            Planner(settings.backends, pacing=settings.pacing),
+            store if settings.pacing else None,
+            settings.jobs_container,
+            clock=lambda: self._clock().timestamp(),
+        )
 
     async def close(self) -> None:
         for handle in list(self._handles.values()):
             if handle.task is not None:
                 handle.task.cancel()
-        await self._generator.close()
+        for generator in {id(g): g for g in self._generators.values()}.values():
+            await generator.close()
         await self._store.close()
         await self.queues.close()
         if self._webhooks is not None:
@@ -241,14 +277,16 @@ class ImageService:
     async def submit_async(self, submission: Submission) -> Job:
         """Record the job and queue it for a worker at once (Prefer: respond-async, queue input)."""
         job, fresh = await self._new_job(submission, JobStatus.QUEUED)
+        delay = 0.0
         if fresh:
             await self._within_daily_limit(submission, job)
+            job, delay = await self._in_line(job)
         try:
             await self.jobs.create(job)
         except BlobAlreadyExists:
             return await self._existing(job.id, submission, wait_seconds=0)
         try:
-            await self.queues.send(QUEUE_IMAGE_JOBS, JobMessage(job.id).to_json())
+            await self.queues.send(QUEUE_IMAGE_JOBS, JobMessage(job.id).to_json(), delay_seconds=delay)
         except StorageError as error:
             # Without its message nobody would ever run it: end it rather than leave it queued for ever.
             await self.jobs.fail_unless_finished(job.id, error)
@@ -256,12 +294,46 @@ class ImageService:
         log.info("job %s queued (n=%d, size=%s)", job.id, job.request.n, job.request.size)
         return job
 
+    async def _in_line(self, job: Job) -> tuple[Job, float]:
+        """Put a new queued job in line: its estimated start, and the delay of its first message."""
+        try:
+            queued = await self.pacer.enqueue(job.id, Lane.QUEUED)
+        except StorageError as error:  # it still runs; a worker puts it in line when it comes
+            log.warning("job %s: could not be put in line for a slot (%s)", job.id, error.message)
+            return job, 0.0
+        return self._waiting(job, queued), self._message_delay(queued)
+
+    def _waiting(self, job: Job, queued: Queued) -> Job:
+        return job.waiting(datetime.fromtimestamp(queued.at, UTC), queued.position, self._clock())
+
+    def _message_delay(self, queued: Queued) -> float:
+        return max(0.0, queued.at - self._clock().timestamp() - SLOT_LEAD_SECONDS)
+
+    def _deadline(self, job: Job) -> float:
+        return job.created_at.timestamp() + self.settings.job_deadline_seconds
+
+    async def _claim(self, job: Job, lane: Lane, hold: float) -> Plan:
+        return await self.pacer.claim(job.id, lane, hold=hold, deadline=self._deadline(job))
+
+    def _out_of_time(self) -> UpstreamThrottled:
+        return UpstreamThrottled(
+            "no backend had budget for this job before its deadline (JOB_DEADLINE_SECONDS "
+            f"{self.settings.job_deadline_seconds:g}); submit it again later"
+        )
+
     async def submit_and_wait(self, submission: Submission, wait_seconds: float) -> Job:
         """Record the job, back it with a delayed message, run it here; answer when done or at the wait."""
         started = self._monotonic()
         new, fresh = await self._new_job(submission, JobStatus.RUNNING)
+        slot: Slot | None = None
         if fresh:
             await self._within_daily_limit(submission, new)
+            # A waiting caller goes before queued jobs; if even so its turn is beyond its wait, the
+            # job is queued at once and the answer (202) says when to come back.
+            plan = await self._claim(new, Lane.WAITING, hold=wait_seconds - (self._monotonic() - started))
+            if not isinstance(plan, Slot):
+                return await self._queued_instead(new, submission, plan)
+            slot = plan
         job = self._leased(new)
         # The record and its backing message are written together (one round trip, not two); both
         # exist before the upstream call. A message whose record was never written is dropped.
@@ -289,9 +361,35 @@ class ImageService:
             raise sent
         etag, message = created, sent
         log.info("job %s running inline (n=%d, size=%s)", job.id, job.request.n, job.request.size)
-        handle = self._start(VersionedJob(job, etag), message)
+        handle = self._start(VersionedJob(job, etag), message, slot=slot)
+        handle.wait_until = started + wait_seconds
         remaining = wait_seconds - (self._monotonic() - started)
         return await self._wait_for(handle, remaining)
+
+    async def _queued_instead(self, new: Job, submission: Submission, plan: Queued | NoSlot) -> Job:
+        """A waiting POST whose job cannot start within the wait: recorded queued (or, past its
+        deadline already, failed) and answered at once."""
+        if isinstance(plan, NoSlot):
+            failed = replace(new, status=JobStatus.QUEUED).failed(self._out_of_time(), self._clock())
+            try:
+                await self.jobs.create(failed)
+            except BlobAlreadyExists:
+                return await self._existing(failed.id, submission, wait_seconds=0)
+            await self._after_terminal(failed)
+            return failed
+        job = self._waiting(new, plan)
+        try:
+            await self.jobs.create(job)
+        except BlobAlreadyExists:
+            return await self._existing(job.id, submission, wait_seconds=0)
+        delay = self._message_delay(plan)
+        try:
+            await self.queues.send(QUEUE_IMAGE_JOBS, JobMessage(job.id).to_json(), delay_seconds=delay)
+        except StorageError as error:
+            await self.jobs.fail_unless_finished(job.id, error)
+            raise
+        log.info("job %s waits for a slot: position %d, about %.0f s", job.id, plan.position, delay)
+        return job
 
     @staticmethod
     async def _wait_for(handle: _JobHandle, seconds: float) -> Job:
@@ -321,8 +419,11 @@ class ImageService:
 
     # --- running -----------------------------------------------------------------------------
 
-    def _start(self, versioned: VersionedJob, message: SentMessage | None) -> _JobHandle:
+    def _start(
+        self, versioned: VersionedJob, message: SentMessage | None, *, slot: Slot | None = None
+    ) -> _JobHandle:
         handle = _JobHandle(self, versioned)
+        handle.slot = slot
         job_id = versioned.job.id
         handle.task = asyncio.create_task(self._run(handle, message), name=f"job-{job_id}")
         self._handles[job_id] = handle
@@ -353,6 +454,11 @@ class ImageService:
             raise
         if not handle.finished.done():
             handle.finished.set_result(final)
+        if not final.status.terminal:  # back in the queue (JobDeferred): its new message is sent
+            if message is not None:
+                with contextlib.suppress(StorageError):
+                    await self.queues.delete(message)
+            return final
         try:
             # The handle holds the final record's ETag (unless a cancel replaced it meanwhile).
             await self._after_terminal(final, handle.etag if handle.job == final else None)
@@ -376,10 +482,13 @@ class ImageService:
         deadline = self._monotonic() + self.settings.upstream_timeout_seconds
 
         try:
-            generation = await OPERATIONS[job.operation](self._generator, job, deadline)
+            generation = await self._generate(handle, deadline)
             stored = await self._store_images(job, generation.images, skip_existing=resumed)
             cost = self.settings.prices.cost(self.settings.model, generation.usage, len(stored))
             outcome = "succeeded"
+        except JobDeferred as deferred:
+            await self._defer(handle, deferred.plan)
+            return handle.job
         except ImageGenError as error:
             log.info("job %s failed: %s", job.id, error.code)
             failure = error
@@ -393,6 +502,65 @@ class ImageService:
             await handle.write(lambda current: current.failed(failure, now))
         log.info("job %s %s (attempt %d)", job.id, handle.job.status.value, handle.job.attempts)
         return handle.job
+
+    async def _generate(self, handle: _JobHandle, deadline: float) -> Generation:
+        """The upstream call on a slot of the pool: a 429 cools that backend down and the job takes
+        another slot (or goes back to the queue: JobDeferred); a 5xx or a lost connection, which
+        drew nothing, backs that backend off and tries again; a timeout, which may have drawn
+        (and been paid for), ends the job. A paid generation starts at most once per run."""
+        job = handle.job
+        slot, handle.slot = handle.slot, None
+        throttled = unavailable = 0
+        while True:
+            if slot is None:
+                if throttled >= MAX_THROTTLED_TRIES:
+                    now = self._clock().timestamp()
+                    raise JobDeferred(Queued(now + THROTTLED_REQUEUE_SECONDS, 1))
+                waiting = handle.wait_until - self._monotonic() if handle.wait_until is not None else 0.0
+                plan = await self._claim(job, Lane.RETRY, hold=max(SLOT_HOLD_SECONDS, waiting))
+                if isinstance(plan, NoSlot):
+                    raise self._out_of_time()
+                if isinstance(plan, Queued):
+                    raise JobDeferred(plan)
+                slot = plan
+            pause = slot.at - self._clock().timestamp()
+            if pause > 0:
+                await asyncio.sleep(pause)
+            try:
+                generation = await OPERATIONS[job.operation](self._generators[slot.backend], job, deadline)
+            except UpstreamThrottled as error:
+                throttled += 1
+                log.info("job %s: backend %s answered 429; it cools down", job.id, slot.backend)
+                await self.pacer.throttled(slot.backend, error.retry_after)
+            except UpstreamUnavailable as error:
+                unavailable += 1
+                log.warning("job %s: backend %s failed (%s)", job.id, slot.backend, error.message)
+                await self.pacer.failed(slot.backend)
+                if unavailable >= MAX_UNAVAILABLE_TRIES:
+                    raise
+            except UpstreamTimeout:
+                await self.pacer.failed(slot.backend)
+                raise
+            except ImageGenError:
+                await self.pacer.succeeded(slot.backend)  # it answered: the backend itself is well
+                raise
+            else:
+                await self.pacer.succeeded(slot.backend)
+                return generation
+            slot = None
+
+    async def _defer(self, handle: _JobHandle, plan: Queued) -> None:
+        """Back to the queue: the record says when it should start, a delayed message brings it back."""
+        await handle.write(lambda current: self._waiting(current, plan))
+        await self.queues.send(
+            QUEUE_IMAGE_JOBS, JobMessage(handle.job.id).to_json(), delay_seconds=self._message_delay(plan)
+        )
+        log.info(
+            "job %s waits for a slot: position %d, about %.0f s",
+            handle.job.id,
+            plan.position,
+            plan.at - self._clock().timestamp(),
+        )
 
     async def _renew_lease(self, handle: _JobHandle, work: asyncio.Task[Job]) -> None:
         """Extend the lease every third of its length; a canceled job stops the work."""
@@ -482,6 +650,11 @@ class ImageService:
             )
             log.info("job %s is leased by a live worker; checking again in %.0f s", job.id, remaining)
             return job
+        plan = await self._claim(job, Lane.RETRY if job.attempts else Lane.QUEUED, hold=SLOT_HOLD_SECONDS)
+        if isinstance(plan, NoSlot):
+            return await self._end_out_of_time(versioned)
+        if isinstance(plan, Queued):
+            return await self._requeue(versioned, plan)
         if job.attempts:
             log.warning(
                 "job %s resumed: its previous worker stopped renewing (attempt %d)", job.id, job.attempts + 1
@@ -495,11 +668,46 @@ class ImageService:
                 QUEUE_IMAGE_JOBS, JobMessage(job.id).to_json(), delay_seconds=GRACE_MARGIN_SECONDS
             )
             return None
-        return await self._run_leased(VersionedJob(leased, etag))
+        return await self._run_leased(VersionedJob(leased, etag), plan)
 
-    async def _run_leased(self, versioned: VersionedJob) -> Job:
+    async def _requeue(self, versioned: VersionedJob, plan: Queued) -> Job | None:
+        """Not its turn yet: the record says when, and a message delayed until then brings it back."""
+        waiting = self._waiting(versioned.job, plan)
+        try:
+            await self.jobs.write_if_unchanged(waiting, etag=versioned.etag)
+        except BlobChanged:
+            current = await self.jobs.get(versioned.job.id)
+            if current.status.terminal:  # canceled meanwhile: nothing to bring back
+                await self.pacer.release(current.id)
+                return current
+        await self.queues.send(
+            QUEUE_IMAGE_JOBS, JobMessage(waiting.id).to_json(), delay_seconds=self._message_delay(plan)
+        )
+        log.info(
+            "job %s waits for a slot: position %d, about %.0f s",
+            waiting.id,
+            plan.position,
+            plan.at - self._clock().timestamp(),
+        )
+        return waiting
+
+    async def _end_out_of_time(self, versioned: VersionedJob) -> Job | None:
+        """Its deadline passed (or will, before any backend has budget): upstream_throttled."""
+        failed = versioned.job.failed(self._out_of_time(), self._clock())
+        try:
+            etag = await self.jobs.write_if_unchanged(failed, etag=versioned.etag)
+        except BlobChanged:
+            await self.queues.send(
+                QUEUE_IMAGE_JOBS, JobMessage(failed.id).to_json(), delay_seconds=GRACE_MARGIN_SECONDS
+            )
+            return None
+        log.info("job %s failed: no slot before its deadline", failed.id)
+        await self._after_terminal(failed, etag)
+        return failed
+
+    async def _run_leased(self, versioned: VersionedJob, slot: Slot | None = None) -> Job:
         """Run a job this worker just leased, within the queue trigger's invocation."""
-        handle = self._start(versioned, None)
+        handle = self._start(versioned, None, slot=slot)
         assert handle.task is not None
         return await handle.task
 
@@ -539,6 +747,8 @@ class ImageService:
             job_id, lambda current: self._visible_to(current, owner).canceled(self._clock())
         )
         log.info("job %s canceled", job.id)
+        with contextlib.suppress(StorageError):
+            await self.pacer.release(job.id)  # its place in line, if it had one
         running_here = self._handles.get(job.id)
         if running_here is not None:
             running_here.stop_canceled(job)
@@ -553,6 +763,10 @@ class ImageService:
             )
         )
         return JobView(job, tuple(links))
+
+    async def backends_health(self) -> list[dict[str, Any]]:
+        """Each backend of the pool: budget, cooling, circuit (nothing secret)."""
+        return await self.pacer.describe()
 
     async def check_storage(self) -> None:
         """Blob and Queue Storage probed at once; the first failure (Blob's if both) is raised."""

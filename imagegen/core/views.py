@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from imagegen.domain.jobs import JobView
+from imagegen.domain.jobs import JobStatus, JobView
 from imagegen.domain.logtext import ELLIPSIS
 from imagegen.domain.messages import fitting_message
 
@@ -41,6 +41,8 @@ def render_job(view: JobView, api_base: str) -> dict[str, Any]:
         body["completed_at"] = record["completed_at"]
     # What drew it, Azure's token counts and the cost: absent when unknown (FLUX counts no tokens).
     body.update({name: record[name] for name in ("model", "usage", "cost") if name in record})
+    if job.status is JobStatus.QUEUED:  # waiting for a backend's budget: when, and how many go first
+        body.update({name: record[name] for name in ("estimated_start", "queue_position") if name in record})
     if job.error is not None:
         body["error"] = {k: v for k, v in job.error.items() if k in ("code", "message", "details")}
     body["urls"] = {"get": job_url(api_base, job.id), "cancel": job_url(api_base, job.id)}

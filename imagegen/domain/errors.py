@@ -15,6 +15,7 @@ class SettingsError(Exception):
     def __init__(self, name: str, problem: str) -> None:
         super().__init__(f"setting {name} {problem}")
         self.name = name
+        self.problem = problem
 
 
 class ImageGenError(Exception):
@@ -100,6 +101,10 @@ class UpstreamError(ImageGenError):
 
     code = "upstream_error"
     http_status = 502
+
+
+class UpstreamUnavailable(UpstreamError):
+    """A backend answered 5xx or could not be reached: nothing was drawn, another backend may try."""
 
 
 class UpstreamTimeout(ImageGenError):

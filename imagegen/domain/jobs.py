@@ -104,6 +104,9 @@ class Job:
     operation: Operation = Operation.GENERATE
     published: frozenset[Output] = frozenset()  # outputs done for the terminal state
     owner: str | None = None  # the caller's principal id, with Easy Auth; None: any key holder
+    # While it waits for a backend's budget: when it should start, and its place in line (1: next).
+    estimated_start: datetime | None = None
+    queue_position: int | None = None
 
     @classmethod
     def new(
@@ -153,6 +156,21 @@ class Job:
             lease_until=until,
             attempts=self.attempts + 1,
             updated_at=now,
+            estimated_start=None,
+            queue_position=None,
+        )
+
+    def waiting(self, estimated_start: datetime, position: int, now: datetime) -> Job:
+        """Back in the queue until a backend has budget for it (its run, if any, let go)."""
+        self._still_open()
+        return replace(
+            self,
+            status=JobStatus.QUEUED,
+            lease_owner=None,
+            lease_until=None,
+            estimated_start=estimated_start,
+            queue_position=position,
+            updated_at=now,
         )
 
     def renewed(self, until: datetime, now: datetime) -> Job:
@@ -194,6 +212,8 @@ class Job:
             "body_hash": self.body_hash,
             "callback_url": self.callback_url,
             "owner": self.owner,
+            "estimated_start": _iso(self.estimated_start) if self.estimated_start else None,
+            "queue_position": self.queue_position,
         }
         record["operation"] = self.operation.value
         if self.published:
@@ -228,6 +248,10 @@ class Job:
             body_hash=record.get("body_hash"),
             callback_url=record.get("callback_url"),
             owner=record.get("owner"),
+            estimated_start=datetime.fromisoformat(record["estimated_start"])
+            if record.get("estimated_start")
+            else None,
+            queue_position=int(record["queue_position"]) if record.get("queue_position") else None,
         )
 
     def succeeded(

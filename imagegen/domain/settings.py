@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import base64
 import binascii
+import json
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from urllib.parse import urlsplit
 
+from imagegen.domain.backends import Backend
 from imagegen.domain.catalog import (
     ApiStyle,
     CatalogModel,
@@ -55,6 +57,9 @@ ENV_SDK_LOG_LEVEL = "AZURE_SDK_LOG_LEVEL"
 ENV_EASY_AUTH = "EASY_AUTH"
 ENV_CALLER_DAILY_IMAGES = "CALLER_DAILY_IMAGES"
 ENV_IDEMPOTENCY_SECRET = "IDEMPOTENCY_SECRET"  # noqa: S105 - a setting name, not a secret
+ENV_OPENAI_BACKENDS = "AZURE_OPENAI_BACKENDS"
+ENV_JOB_DEADLINE_SECONDS = "JOB_DEADLINE_SECONDS"
+ENV_UPSTREAM_PACING = "UPSTREAM_PACING"
 
 # What infra/ must set in Azure: every setting the app reads there (keyless: no API key, no
 # connection string; the local-development flag stays off).
@@ -84,11 +89,13 @@ DEPLOYED_SETTING_NAMES: frozenset[str] = frozenset(
         ENV_EASY_AUTH,
         ENV_CALLER_DAILY_IMAGES,
         ENV_IDEMPOTENCY_SECRET,
+        ENV_OPENAI_BACKENDS,
+        ENV_JOB_DEADLINE_SECONDS,
     }
 )
 # Read only on a developer's machine.
 LOCAL_ONLY_SETTING_NAMES: frozenset[str] = frozenset(
-    {ENV_OPENAI_API_KEY, ENV_STORAGE, ENV_ALLOW_LOCAL_WEBHOOKS}
+    {ENV_OPENAI_API_KEY, ENV_STORAGE, ENV_ALLOW_LOCAL_WEBHOOKS, ENV_UPSTREAM_PACING}
 )
 # Set by infra/ for the platform (Application Insights), not read by imagegen.
 PLATFORM_SETTING_NAMES: frozenset[str] = frozenset(
@@ -108,6 +115,7 @@ DEFAULT_IMAGES_CONTAINER = "images"
 DEFAULT_JOBS_CONTAINER = "jobs"
 
 DEFAULT_MODEL = "gpt-image-2"
+DEFAULT_JOB_DEADLINE_SECONDS = 3600.0
 MAX_SAS_TTL_MINUTES = 7 * 24 * 60
 # The Azure front end cuts HTTP requests at 230 s; leave room for storage work and the answer.
 MAX_WAIT_SECONDS_LIMIT = 200.0
@@ -160,25 +168,38 @@ class Settings:
     caller_daily_images: int | None = None  # with Easy Auth: images a caller may ask for per UTC day
     # Keys the hash that maps an Idempotency-Key to its job; None: a key the app keeps in Blob Storage.
     idempotency_secret: str | None = field(default=None, repr=False)
+    # The pool (AZURE_OPENAI_BACKENDS, or the single deployment above); empty: that one alone.
+    pool: tuple[Backend, ...] = ()
+    job_deadline_seconds: float = DEFAULT_JOB_DEADLINE_SECONDS  # a job waits this long for a slot
+    pacing: bool = True  # UPSTREAM_PACING=off: no budget spent ahead (the measurements' baseline)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Settings:
         reader = _Reader(env)
-        model = reader.optional(ENV_OPENAI_MODEL) or DEFAULT_MODEL
+        pool_text = reader.optional(ENV_OPENAI_BACKENDS)
+        pool_items = _pool_items(pool_text) if pool_text is not None else []
+        model = reader.optional(ENV_OPENAI_MODEL) or _first_model(pool_items) or DEFAULT_MODEL
         entry = _served_model(model)
+        scope = reader.optional(ENV_OPENAI_SCOPE)
+        pool = tuple(_pool_backend(item, index, entry, scope) for index, item in enumerate(pool_items))
+        _check_pool(pool)
         dialect = _dialect(reader.optional(ENV_OPENAI_API_STYLE), entry)
-        deployment = reader.optional(ENV_OPENAI_DEPLOYMENT)
+        deployment = reader.optional(ENV_OPENAI_DEPLOYMENT) or (pool[0].deployment if pool else None)
         if deployment is None:
             raise SettingsError(ENV_OPENAI_DEPLOYMENT, "is required (the name of the model's deployment)")
+        if pool and reader.optional(ENV_OPENAI_ENDPOINT) is None:
+            endpoint = pool[0].endpoint
+        else:
+            endpoint = reader.url(ENV_OPENAI_ENDPOINT).rstrip("/")
         max_wait = reader.number(ENV_MAX_WAIT_SECONDS, default=120.0, low=0.0, high=MAX_WAIT_SECONDS_LIMIT)
         upstream_timeout = reader.number(ENV_UPSTREAM_TIMEOUT_SECONDS, default=180.0, low=1.0, high=3600.0)
         return cls(
-            openai_endpoint=reader.url(ENV_OPENAI_ENDPOINT).rstrip("/"),
+            openai_endpoint=endpoint,
             api_style=dialect.style,
             deployment=deployment,
             model=entry.key,
             api_version=reader.optional(ENV_OPENAI_API_VERSION) or dialect.api_version,
-            openai_scope=reader.optional(ENV_OPENAI_SCOPE) or entry.scope,
+            openai_scope=scope or entry.scope,
             storage=_storage_settings(reader),
             api_key=reader.optional(ENV_OPENAI_API_KEY),
             client_id=reader.optional(ENV_CLIENT_ID),
@@ -198,6 +219,31 @@ class Settings:
             idempotency_secret=_idempotency_secret(reader.optional(ENV_IDEMPOTENCY_SECRET)),
             easy_auth=reader.flag(ENV_EASY_AUTH),
             caller_daily_images=_daily_images(reader),
+            pool=pool,
+            job_deadline_seconds=reader.number(
+                ENV_JOB_DEADLINE_SECONDS,
+                default=DEFAULT_JOB_DEADLINE_SECONDS,
+                low=5.0,
+                high=MAX_JOB_DEADLINE_SECONDS,
+            ),
+            pacing=_pacing(reader.optional(ENV_UPSTREAM_PACING)),
+        )
+
+    @property
+    def backends(self) -> tuple[Backend, ...]:
+        """Every deployment a job may go to: the pool, or the single deployment as a pool of one."""
+        if self.pool:
+            return self.pool
+        return (
+            Backend(
+                endpoint=self.openai_endpoint,
+                deployment=self.deployment,
+                model=self.model,
+                api_style=self.api_style,
+                api_version=self.api_version,
+                scope=self.openai_scope,
+                rpm=self.catalog_model.lifecycle.default_rpm or FALLBACK_RPM,
+            ),
         )
 
     @property
@@ -215,6 +261,105 @@ class Settings:
     @property
     def lifecycle(self) -> Lifecycle:
         return self.catalog_model.lifecycle
+
+
+MAX_JOB_DEADLINE_SECONDS = 6 * 24 * 3600.0  # within a queue message's longest visibility delay (7 days)
+FALLBACK_RPM = 6  # the smallest documented default quota of an image model
+MAX_BACKENDS = 20
+BACKEND_KEYS = frozenset(
+    {"endpoint", "deployment", "model", "api_style", "api_version", "rpm", "priority", "label"}
+)
+
+
+def _pacing(text: str | None) -> bool:
+    if text is None or text.lower() == "on":
+        return True
+    if text.lower() == "off":
+        return False
+    raise SettingsError(ENV_UPSTREAM_PACING, "must be on or off")
+
+
+def _pool_items(text: str) -> list[dict[str, object]]:
+    try:
+        items = json.loads(text)
+    except ValueError:
+        raise SettingsError(ENV_OPENAI_BACKENDS, "must be a JSON array of backends") from None
+    if not isinstance(items, list) or not items or not all(isinstance(item, dict) for item in items):
+        raise SettingsError(ENV_OPENAI_BACKENDS, "must be a non-empty JSON array of objects")
+    if len(items) > MAX_BACKENDS:
+        raise SettingsError(ENV_OPENAI_BACKENDS, f"may list at most {MAX_BACKENDS} backends")
+    return items
+
+
+def _first_model(items: list[dict[str, object]]) -> str | None:
+    model = items[0].get("model") if items else None
+    return model if isinstance(model, str) and model else None
+
+
+def _pool_backend(item: dict[str, object], index: int, entry: CatalogModel, scope: str | None) -> Backend:
+    """One backend of AZURE_OPENAI_BACKENDS; every field checked, unknown ones refused (typos)."""
+
+    def problem(text: str) -> SettingsError:
+        return SettingsError(ENV_OPENAI_BACKENDS, f"backend {index}: {text}")
+
+    unknown = set(item) - BACKEND_KEYS
+    if unknown:
+        raise problem(f"unknown field(s) {sorted(unknown)}; known: {sorted(BACKEND_KEYS)}")
+    endpoint = item.get("endpoint")
+    if not isinstance(endpoint, str):
+        raise problem("endpoint is required (https://<account>.openai.azure.com)")
+    parts = urlsplit(endpoint.strip())
+    if parts.scheme not in ("https", "http") or not parts.hostname or parts.query or parts.username:
+        raise problem("endpoint must be an absolute https URL")
+    deployment = item.get("deployment")
+    if not isinstance(deployment, str) or not deployment.strip() or "/" in deployment:
+        raise problem("deployment is required (the deployment's name)")
+    model = item.get("model", entry.key)
+    found = model_entry(model) if isinstance(model, str) else None
+    if found is None or found.key != entry.key:
+        raise problem(f"serves {model!r}, but the pool serves {entry.name}: a job never changes model")
+    style_text = item.get("api_style")
+    if style_text is not None and not isinstance(style_text, str):
+        raise problem("api_style must be a string")
+    try:
+        dialect = _dialect(style_text or None, entry)
+    except SettingsError as error:
+        raise problem(f"api_style {error.problem}") from None
+    api_version = item.get("api_version") or dialect.api_version
+    if not isinstance(api_version, str):
+        raise problem("api_version must be a string")
+    rpm = item.get("rpm", entry.lifecycle.default_rpm or FALLBACK_RPM)
+    if isinstance(rpm, bool) or not isinstance(rpm, int) or not 1 <= rpm <= 100_000:
+        raise problem("rpm must be a whole number of requests per minute (1-100000)")
+    priority = item.get("priority", 1)
+    if isinstance(priority, bool) or not isinstance(priority, int) or not 1 <= priority <= 100:
+        raise problem("priority must be a whole number from 1 (preferred) to 100")
+    label = item.get("label")
+    if label is not None and (
+        not isinstance(label, str)
+        or not label
+        or len(label) > 64
+        or not all(c.isalnum() or c in "-_." for c in label)
+    ):
+        raise problem("label must be up to 64 letters, digits, '-', '_' or '.' (e.g. the region)")
+    return Backend(
+        endpoint=endpoint.strip().rstrip("/"),
+        deployment=deployment.strip(),
+        model=entry.key,
+        api_style=dialect.style,
+        api_version=api_version,
+        scope=scope or entry.scope,
+        rpm=rpm,
+        priority=priority,
+        label=label,
+    )
+
+
+def _check_pool(pool: tuple[Backend, ...]) -> None:
+    ids = [backend.id for backend in pool]
+    repeated = sorted({name for name in ids if ids.count(name) > 1})
+    if repeated:
+        raise SettingsError(ENV_OPENAI_BACKENDS, f"lists the same backend twice: {', '.join(repeated)}")
 
 
 # Standard Webhooks: the signing key is 24 to 64 bytes (`whsec_` + base64, or the text itself).

@@ -116,6 +116,10 @@ async def job_response(
         status = 202
         headers["Location"] = job_url(base, job.id)
         headers["Retry-After"] = str(POLL_AFTER_SECONDS)
+        if job.status is JobStatus.QUEUED and job.estimated_start is not None:
+            # Waiting for a backend's budget: come back when it should have started.
+            wait = (job.estimated_start - datetime.now(UTC)).total_seconds()
+            headers["Retry-After"] = _retry_after(max(float(POLL_AFTER_SECONDS), wait))
     return _json_response(body, status, headers)
 
 
@@ -192,11 +196,13 @@ async def health(req: func.HttpRequest, context: HandlerContext) -> func.HttpRes
         log.error("health: %s", error)
         return _json_response({"status": "unhealthy", "checks": {"settings": str(error)}}, 503)
     checks: dict[str, str] = {"settings": "ok"}
+    backends: list[dict[str, object]] = [backend.describe() for backend in settings.backends]
     try:
         await context.service().check_storage()
         checks["storage"] = "ok"
+        backends = list(await context.service().backends_health())
     except StorageError as error:
-        checks["storage"] = error.message
+        checks.setdefault("storage", error.message)
     healthy = all(value == "ok" for value in checks.values())
     body = {
         "status": "healthy" if healthy else "unhealthy",
@@ -206,5 +212,8 @@ async def health(req: func.HttpRequest, context: HandlerContext) -> func.HttpRes
         "model_lifecycle": _lifecycle(settings),
         "auth": "api-key" if settings.api_key else "entra-id",
         "webhooks": "on" if settings.webhook_secret else "off",
+        "pacing": "on" if settings.pacing else "off",
+        "job_deadline_seconds": settings.job_deadline_seconds,
+        "backends": backends,
     }
     return _json_response(body, 200 if healthy else 503)

@@ -553,6 +553,10 @@ def fake_settings(**extra: str) -> Settings:
         "AZURE_OPENAI_DEPLOYMENT": "gpt-image-2",
         "AzureWebJobsStorage": "UseDevelopmentStorage=true",
         "JOB_LEASE_SECONDS": str(LEASE_SECONDS),
+        # A quota the tests never reach unless they set their own pool (test_pacing does).
+        "AZURE_OPENAI_BACKENDS": json.dumps(
+            [{"endpoint": "https://fake-aoai.openai.azure.com", "deployment": "gpt-image-2", "rpm": 60000}]
+        ),
         **extra,
     }
     return Settings.from_env(env)

@@ -12,7 +12,7 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from PIL import Image
 
-from devtools.aoai_emulator.app import create_app
+from devtools.aoai_emulator.app import STATE_KEY, create_app
 from devtools.aoai_emulator.state import Config
 
 KEY = "unit-test-key"
@@ -213,13 +213,13 @@ async def test_flux_on_the_v1_path_and_under_quota_faults_and_filter(client: Tes
     await client.post("/_emulator/faults", json={"kind": "503", "deployment": "FLUX-1.1-pro"})
     unavailable = await client.post(FLUX_DEPLOY.format("FLUX-1.1-pro"), json={"prompt": "p"}, headers=AUTH)
     assert unavailable.status == 503
-    await _configure(client, images_per_minute=1)
+    await _configure(client, requests_per_minute=6)  # one request per 10 s
     assert (
         await client.post(FLUX_DEPLOY.format("FLUX-1.1-pro"), json={"prompt": "p"}, headers=AUTH)
     ).status == 200
     throttled = await client.post(FLUX_DEPLOY.format("FLUX-1.1-pro"), json={"prompt": "p"}, headers=AUTH)
     assert throttled.status == 429
-    await _configure(client, images_per_minute=None, filter_output_index=0)
+    await _configure(client, requests_per_minute=None, filter_output_index=0)
     [item] = (
         await _json(await client.post(V1, json={"model": "FLUX-1.1-pro", "prompt": "p"}, headers=AUTH))
     )["data"]
@@ -449,16 +449,166 @@ async def test_scripted_429_500_503(client: TestClient[Any, Any]) -> None:
     assert statuses == [429, 500, 503, 200]
 
 
-async def test_images_per_minute_quota(client: TestClient[Any, Any]) -> None:
-    await _configure(client, images_per_minute=3)
-    ok = await client.post(DEPLOY.format("gpt-image-1-mini"), json={"prompt": "p", "n": 3}, headers=AUTH)
-    assert ok.status == 200
-    throttled = await client.post(DEPLOY.format("gpt-image-1-mini"), json={"prompt": "p"}, headers=AUTH)
+LIMIT = "x-ratelimit-limit-requests"
+REMAINING = "x-ratelimit-remaining-requests"
+
+
+def _fake_clock(client: TestClient[Any, Any], start: float = 100.0) -> list[float]:
+    """Drive the quota windows from a list cell the test moves (the rest of the app keeps real time)."""
+    now = [start]
+    app = client.app
+    assert app is not None
+    app[STATE_KEY].quota.clock = lambda: now[0]
+    return now
+
+
+async def test_rpm_quota_headers_on_200_and_429_and_exact_retry_after(client: TestClient[Any, Any]) -> None:
+    now = _fake_clock(client)
+    await _configure(client, requests_per_minute=12)  # 2 requests per sliding 10 s
+    path = DEPLOY.format("gpt-image-1-mini")
+    first = await client.post(path, json={"prompt": "p"}, headers=AUTH)
+    assert first.status == 200
+    assert (first.headers[LIMIT], first.headers[REMAINING]) == ("2", "1")
+    assert "retry-after" not in first.headers
+    now[0] = 103.5
+    four = await client.post(path, json={"prompt": "p", "n": 4}, headers=AUTH)
+    assert four.status == 200
+    assert len((await _json(four))["data"]) == 4
+    assert (four.headers[LIMIT], four.headers[REMAINING]) == ("2", "0")  # n=4 is one request
+    now[0] = 106.8
+    throttled = await client.post(path, json={"prompt": "p"}, headers=AUTH)
     assert throttled.status == 429
-    assert int(throttled.headers["retry-after"]) >= 59
-    assert int(throttled.headers["retry-after-ms"]) > 58_000
-    other = await client.post(DEPLOY.format("gpt-image-2"), json={"prompt": "p"}, headers=AUTH)
-    assert other.status == 200  # quota is per deployment
+    assert (throttled.headers[LIMIT], throttled.headers[REMAINING]) == ("2", "0")
+    assert throttled.headers["retry-after-ms"] == "3200"  # the request of t=100 leaves at t=110
+    assert throttled.headers["retry-after"] == "4"
+    assert throttled.headers["x-ms-region"] == "swedencentral"
+    error = (await _json(throttled))["error"]
+    assert error["code"] == "429"
+    assert (
+        "Images_Generations Operation under Azure OpenAI API version 2025-04-01-preview" in error["message"]
+    )
+    assert "retry after 4 seconds" in error["message"]
+    now[0] = 110.0
+    again = await client.post(path, json={"prompt": "p"}, headers=AUTH)
+    assert again.status == 200  # the 429 did not count: exactly the freed slot is there
+    assert again.headers[REMAINING] == "0"
+    stats = await _json(await client.get("/_emulator/stats"))
+    assert (stats["throttled"], stats["paid_generations"], stats["images_generated"]) == (1, 3, 6)
+    log = (await _json(await client.get("/_emulator/requests")))["requests"][-4:]
+    assert [(e["status"], e["paid"], e["n"]) for e in log] == [
+        (200, True, 1),
+        (200, True, 4),
+        (429, False, 1),
+        (200, True, 1),
+    ]
+
+
+async def test_rpm_quota_on_the_v1_path_with_a_per_deployment_override(client: TestClient[Any, Any]) -> None:
+    now = _fake_clock(client)
+    await _configure(client, deployment_requests_per_minute={"gpt-image-1-mini": 6})
+    ok = await client.post(V1, json={"model": "gpt-image-1-mini", "prompt": "p", "n": 2}, headers=AUTH)
+    assert ok.status == 200
+    assert (ok.headers[LIMIT], ok.headers[REMAINING]) == ("1", "0")
+    now[0] = 101.0
+    v1 = await client.post(V1, json={"model": "gpt-image-1-mini", "prompt": "p"}, headers=AUTH)
+    assert v1.status == 429
+    assert (v1.headers[LIMIT], v1.headers[REMAINING], v1.headers["retry-after-ms"]) == ("1", "0", "9000")
+    assert "API version preview" in (await _json(v1))["error"]["message"]
+    # One window per deployment, whichever path reaches it.
+    deployments = await client.post(DEPLOY.format("gpt-image-1-mini"), json={"prompt": "p"}, headers=AUTH)
+    assert deployments.status == 429
+    # Deployments without a quota answer without rate-limit headers.
+    free = await client.post(V1, json={"model": "gpt-image-2", "prompt": "p"}, headers=AUTH)
+    assert free.status == 200
+    assert LIMIT not in free.headers
+    assert REMAINING not in free.headers
+    # The override wins over requests_per_minute, which the others now get.
+    await _configure(client, requests_per_minute=60)
+    other = await client.post(V1, json={"model": "gpt-image-2", "prompt": "p"}, headers=AUTH)
+    assert (other.status, other.headers[LIMIT], other.headers[REMAINING]) == (200, "10", "9")
+    assert (
+        await client.post(V1, json={"model": "gpt-image-1-mini", "prompt": "p"}, headers=AUTH)
+    ).status == 429
+    now[0] = 110.0
+    assert (
+        await client.post(V1, json={"model": "gpt-image-1-mini", "prompt": "p"}, headers=AUTH)
+    ).status == 200
+
+
+async def test_zero_rpm_throttles_every_request(client: TestClient[Any, Any]) -> None:
+    await _configure(client, requests_per_minute=0)
+    for path, body in (
+        (DEPLOY.format("gpt-image-2"), {"prompt": "p"}),
+        (V1, {"model": "FLUX-1.1-pro", "prompt": "p"}),
+    ):
+        response = await client.post(path, json=body, headers=AUTH)
+        assert response.status == 429
+        assert (response.headers["retry-after"], response.headers["retry-after-ms"]) == ("60", "60000")
+        assert (response.headers[LIMIT], response.headers[REMAINING]) == ("0", "0")
+    submit = await client.post(SUBMIT, json={"prompt": "p"}, headers=AUTH)
+    assert submit.status == 429
+    stats = await _json(await client.get("/_emulator/stats"))
+    assert (stats["throttled"], stats["paid_generations"], stats["operations"]) == (3, 0, 0)
+
+
+async def test_rpm_quota_validation_and_filter_come_first(client: TestClient[Any, Any]) -> None:
+    await _configure(client, requests_per_minute=6)
+    path = DEPLOY.format("gpt-image-2")
+    assert (await client.post(path, json={"prompt": "p", "n": 99}, headers=AUTH)).status == 400
+    assert (await client.post(path, json={"prompt": "forbidden"}, headers=AUTH)).status == 400
+    ok = await client.post(path, json={"prompt": "p"}, headers=AUTH)
+    assert (ok.status, ok.headers[REMAINING]) == (200, "0")  # the 400s used no quota
+
+
+async def test_legacy_submits_share_the_legacy_key(client: TestClient[Any, Any]) -> None:
+    now = _fake_clock(client)
+    await _configure(client, requests_per_minute=6, deployment_requests_per_minute={"gpt-image-2": 600})
+    first = await client.post(SUBMIT, json={"prompt": "p", "n": 5}, headers={**AUTH, "Operation-Id": "op-1"})
+    assert first.status == 202
+    assert (first.headers[LIMIT], first.headers[REMAINING]) == ("1", "0")
+    repeat = await client.post(SUBMIT, json={"prompt": "p"}, headers={**AUTH, "Operation-Id": "op-1"})
+    assert repeat.status == 202  # an idempotent repeat is not a new request against the quota
+    now[0] = 104.0
+    second = await client.post(SUBMIT, json={"prompt": "p"}, headers=AUTH)
+    assert second.status == 429
+    assert (second.headers["retry-after-ms"], second.headers["retry-after"]) == ("6000", "6")
+    assert (second.headers[LIMIT], second.headers[REMAINING]) == ("1", "0")
+    sync = await client.post(DEPLOY.format("gpt-image-2"), json={"prompt": "p"}, headers=AUTH)
+    assert (sync.status, sync.headers[LIMIT]) == (200, "100")  # deployments have their own windows
+    await _configure(client, deployment_requests_per_minute={"legacy": 60})
+    third = await client.post(SUBMIT, json={"prompt": "p"}, headers=AUTH)
+    assert (third.status, third.headers[LIMIT], third.headers[REMAINING]) == (202, "10", "8")
+
+
+async def test_reset_clears_the_quota_windows(client: TestClient[Any, Any]) -> None:
+    _fake_clock(client)
+    await _configure(client, requests_per_minute=6)
+    path = DEPLOY.format("gpt-image-2")
+    assert (await client.post(path, json={"prompt": "p"}, headers=AUTH)).status == 200
+    assert (await client.post(path, json={"prompt": "p"}, headers=AUTH)).status == 429
+    await client.post("/_emulator/reset")
+    assert (await client.post(path, json={"prompt": "p"}, headers=AUTH)).status == 200
+    await client.post("/_emulator/reset", json={"config": True})
+    assert (await _json(await client.get("/_emulator/config")))["requests_per_minute"] is None
+    assert LIMIT not in (await client.post(path, json={"prompt": "p"}, headers=AUTH)).headers
+
+
+async def test_two_instances_serve_as_two_regions() -> None:
+    def config(region: str) -> Config:
+        return Config(latency_seconds=0, region=region, requests_per_minute=6)
+
+    async with (
+        TestClient(TestServer(create_app(config("swedencentral"), api_key=KEY))) as sweden,
+        TestClient(TestServer(create_app(config("westus3"), api_key=KEY))) as westus,
+    ):
+        assert sweden.server.port != westus.server.port
+        path = DEPLOY.format("gpt-image-2")
+        assert (await sweden.post(path, json={"prompt": "p"}, headers=AUTH)).status == 200
+        throttled = await sweden.post(path, json={"prompt": "p"}, headers=AUTH)
+        assert (throttled.status, throttled.headers["x-ms-region"]) == (429, "swedencentral")
+        other = await westus.post(path, json={"prompt": "p"}, headers=AUTH)
+        assert (other.status, other.headers["x-ms-region"]) == (200, "westus3")  # its own quota
+        assert (await _json(await westus.get("/_emulator/stats")))["throttled"] == 0
 
 
 async def test_sync_latency_overlaps_between_requests(client: TestClient[Any, Any]) -> None:

@@ -11,7 +11,7 @@ from PIL import Image
 
 from devtools.aoai_emulator.__main__ import build_parser, config_from_args
 from devtools.aoai_emulator.auth import AuthError, authenticate
-from devtools.aoai_emulator.errors import ApiError
+from devtools.aoai_emulator.errors import ApiError, rate_limited, retry_headers
 from devtools.aoai_emulator.faults import FaultQueue, FaultSpecError, parse_fault
 from devtools.aoai_emulator.images import render_image
 from devtools.aoai_emulator.models import (
@@ -30,7 +30,14 @@ from devtools.aoai_emulator.models import (
     usage,
     validate,
 )
-from devtools.aoai_emulator.state import DEFAULT_DEPLOYMENTS, Config, ConfigError, QuotaWindow
+from devtools.aoai_emulator.state import (
+    DEFAULT_DEPLOYMENTS,
+    Config,
+    ConfigError,
+    QuotaDecision,
+    QuotaWindow,
+    window_capacity,
+)
 from devtools.tokens import mint_access_token
 
 # ---- images ----------------------------------------------------------------------------------
@@ -431,15 +438,116 @@ def test_bad_fault_specs_are_refused(spec: object) -> None:
         parse_fault(spec)
 
 
-def test_quota_window_counts_images_per_minute() -> None:
+@pytest.mark.parametrize(
+    ("rpm", "capacity"), [(0, 0), (1, 1), (5, 1), (6, 1), (11, 1), (12, 2), (60, 10), (61, 10), (600, 100)]
+)
+def test_window_capacity_is_a_sixth_of_rpm_at_least_one(rpm: int, capacity: int) -> None:
+    assert window_capacity(rpm) == capacity
+
+
+def _admitted(decision: QuotaDecision | None) -> QuotaDecision:
+    assert decision is not None
+    assert decision.retry_after is None, decision
+    return decision
+
+
+def _refused(decision: QuotaDecision | None) -> float:
+    assert decision is not None
+    assert decision.retry_after is not None, decision
+    assert decision.remaining == 0
+    return decision.retry_after
+
+
+def test_quota_window_admits_capacity_requests_per_sliding_ten_seconds() -> None:
     quota = QuotaWindow()
-    assert quota.reserve("d", 3, 5, now=100.0) is None
-    assert quota.reserve("d", 2, 5, now=110.0) is None
-    wait = quota.reserve("d", 1, 5, now=120.0)
-    assert wait == pytest.approx(40.0)  # the first 3 images leave the window at t=160
-    assert quota.reserve("other", 5, 5, now=120.0) is None
-    assert quota.reserve("d", 1, 5, now=161.0) is None
-    assert quota.reserve("d", 1, None, now=161.0) is None
+    # RPM 18: 3 requests in any 10 s span.
+    assert _admitted(quota.admit("d", 18, now=100.0)) == QuotaDecision(limit=3, remaining=2, retry_after=None)
+    assert _admitted(quota.admit("d", 18, now=102.0)).remaining == 1
+    assert _admitted(quota.admit("d", 18, now=105.0)).remaining == 0
+    assert _refused(quota.admit("d", 18, now=106.0)) == pytest.approx(4.0)  # t=100 leaves at 110
+    assert _refused(quota.admit("d", 18, now=109.5)) == pytest.approx(0.5)
+    # Sliding, not fixed: at 110 only the request of t=100 has left, so exactly one more fits.
+    assert _admitted(quota.admit("d", 18, now=110.0)).remaining == 0
+    assert _refused(quota.admit("d", 18, now=110.0)) == pytest.approx(2.0)  # next to leave: t=102
+    assert _admitted(quota.admit("d", 18, now=112.0)).remaining == 0
+    assert _admitted(quota.admit("d", 18, now=115.0)).remaining == 0  # t=105 left
+    assert _admitted(quota.admit("d", 18, now=130.0)).remaining == 2  # all gone
+
+
+def test_quota_window_refusals_do_not_count() -> None:
+    quota = QuotaWindow()
+    assert _admitted(quota.admit("d", 6, now=0.0)).limit == 1
+    for now in (1.0, 2.0, 5.0, 9.0, 9.999):  # hammering while full does not push the window back
+        _refused(quota.admit("d", 6, now=now))
+    assert _admitted(quota.admit("d", 6, now=10.0)).remaining == 0
+
+
+def test_quota_window_is_per_key_and_none_means_no_quota() -> None:
+    quota = QuotaWindow()
+    _admitted(quota.admit("a", 6, now=0.0))
+    _refused(quota.admit("a", 6, now=1.0))
+    _admitted(quota.admit("b", 6, now=1.0))  # another deployment has its own window
+    _admitted(quota.admit("legacy", 6, now=1.0))
+    assert quota.admit("a", None, now=1.0) is None  # no quota: nothing counted, no headers
+    quota.clear()
+    _admitted(quota.admit("a", 6, now=1.0))
+
+
+def test_quota_window_zero_rpm_always_throttles_for_a_minute() -> None:
+    quota = QuotaWindow()
+    for now in (0.0, 30.0, 3600.0):
+        assert quota.admit("d", 0, now=now) == QuotaDecision(limit=0, remaining=0, retry_after=60.0)
+
+
+def test_quota_window_uses_its_clock_and_handles_a_lowered_quota() -> None:
+    clock = [50.0]
+    quota = QuotaWindow(clock=lambda: clock[0])
+    for _ in range(5):
+        _admitted(quota.admit("d", 60))  # capacity 10, all at t=50
+    clock[0] = 53.0
+    _admitted(quota.admit("d", 60))  # 6 in the window
+    # Lowered to RPM 12 (capacity 2): room again once only one remains, i.e. when the five at t=50 left.
+    assert _refused(quota.admit("d", 12)) == pytest.approx(7.0)
+    clock[0] = 60.0
+    assert _admitted(quota.admit("d", 12)) == QuotaDecision(limit=2, remaining=0, retry_after=None)
+
+
+def test_config_rpm_for_prefers_the_deployment_override() -> None:
+    config = Config()
+    assert config.rpm_for("gpt-image-2") is None  # default: no quota
+    config.update({"requests_per_minute": 60, "deployment_requests_per_minute": {"slow": 6, "legacy": 0}})
+    assert config.rpm_for("gpt-image-2") == 60
+    assert config.rpm_for("slow") == 6
+    assert config.rpm_for("legacy") == 0
+    config.update({"requests_per_minute": None})
+    assert config.rpm_for("gpt-image-2") is None
+    assert config.rpm_for("slow") == 6  # an override applies without a global quota too
+    assert config.to_json()["deployment_requests_per_minute"] == {"slow": 6, "legacy": 0}
+
+
+@pytest.mark.parametrize(
+    ("seconds", "whole", "millis"),
+    [
+        (3.2, "4", "3200"),
+        (110.0 - 106.8, "4", "3200"),
+        (1.5, "2", "1500"),
+        (60.0, "60", "60000"),
+        (0.0004, "1", "1"),
+        (2.0001, "3", "2001"),
+        (0.0, "1", "1"),
+    ],
+)
+def test_retry_headers_round_up(seconds: float, whole: str, millis: str) -> None:
+    assert retry_headers(seconds) == {"retry-after": whole, "retry-after-ms": millis}
+
+
+def test_rate_limited_carries_extra_headers_and_azure_body() -> None:
+    error = rate_limited(3.2, "Images_Generations", "2025-04-01-preview", {"x-ratelimit-limit-requests": "2"})
+    assert error.status == 429
+    assert error.headers == {"x-ratelimit-limit-requests": "2", "retry-after": "4", "retry-after-ms": "3200"}
+    assert error.body()["error"]["code"] == "429"
+    assert "API version 2025-04-01-preview" in error.message
+    assert "Please retry after 4 seconds." in error.message
 
 
 def test_config_update_is_checked_and_all_or_nothing() -> None:
@@ -455,7 +563,14 @@ def test_config_update_is_checked_and_all_or_nothing() -> None:
         {"nope": 1},
         {"latency_seconds": -1},
         {"content_filter_words": "x"},
-        {"images_per_minute": 1.5},
+        {"requests_per_minute": 1.5},
+        {"requests_per_minute": -1},
+        {"requests_per_minute": True},
+        {"deployment_requests_per_minute": {"d": -1}},
+        {"deployment_requests_per_minute": {"d": None}},
+        {"deployment_requests_per_minute": {"": 6}},
+        {"deployment_requests_per_minute": [6]},
+        {"images_per_minute": 10},  # replaced by requests_per_minute
         {"image_detail": "grainy"},
         {"image_detail": None},
     ):
@@ -468,3 +583,17 @@ def test_image_detail_flag() -> None:
     assert config_from_args(build_parser().parse_args(["--image-detail", "noise"])).image_detail == "noise"
     with pytest.raises(SystemExit):
         build_parser().parse_args(["--image-detail", "grainy"])
+
+
+def test_requests_per_minute_and_region_flags() -> None:
+    defaults = config_from_args(build_parser().parse_args([]))
+    assert (defaults.requests_per_minute, defaults.deployment_requests_per_minute) == (None, {})
+    assert defaults.region == "swedencentral"
+    args = build_parser().parse_args(["--requests-per-minute", "30", "--region", "westus3"])
+    config = config_from_args(args)
+    assert (config.requests_per_minute, config.region) == (30, "westus3")
+    assert config_from_args(build_parser().parse_args(["--requests-per-minute", "0"])).rpm_for("d") == 0
+    with pytest.raises(ValueError, match="requests_per_minute"):
+        config_from_args(build_parser().parse_args(["--requests-per-minute", "-1"]))
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["--images-per-minute", "3"])

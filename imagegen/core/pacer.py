@@ -1,0 +1,121 @@
+"""The pool's shared pacing state: one JSON blob in the jobs container, changed with ETags.
+
+Every instance (Flex Consumption scales out) reads and writes the same document, so all of them
+together spend each backend's budget once. A change is computed on the last state this instance
+saw and written If-Match; a lost race re-reads and computes again. Nothing is held between calls,
+so an instance that dies blocks nobody. With pacing off (UPSTREAM_PACING=off, the baseline of the
+measurements) the state stays in this process and nothing is written.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from imagegen.domain.errors import StorageError
+from imagegen.domain.pacing import Lane, Plan, Planner, PoolState, Queued
+from imagegen.domain.ports import BlobAlreadyExists, BlobChanged, BlobNotFound, JobRecordStore
+
+log = logging.getLogger(__name__)
+
+PACING_BLOB = "pacing/pool.json"
+MAX_CONFLICTS = 25
+T = TypeVar("T")
+
+
+class Pacer:
+    def __init__(
+        self,
+        planner: Planner,
+        store: JobRecordStore | None,
+        container: str,
+        *,
+        clock: Callable[[], float],
+    ) -> None:
+        self.planner = planner
+        self._store = store
+        self._container = container
+        self._clock = clock
+        self._lock = asyncio.Lock()  # one change at a time per instance: no races with ourselves
+        self._seen: tuple[dict[str, Any], str | None] | None = None  # (document, ETag) last read or written
+
+    async def _load(self) -> tuple[dict[str, Any], str | None]:
+        if self._store is None:
+            return (self._seen or ({}, None))[0], None
+        try:
+            found = await self._store.read_json(self._container, PACING_BLOB)
+            return found.document, found.etag
+        except BlobNotFound:
+            return {}, None
+
+    async def _change(self, change: Callable[[PoolState], T]) -> T:
+        async with self._lock:
+            for _ in range(MAX_CONFLICTS):
+                if self._seen is None:
+                    self._seen = await self._load()
+                document, etag = self._seen
+                state = PoolState.from_json(document)
+                result = change(state)
+                written = state.to_json()
+                if self._store is None:
+                    self._seen = (written, None)
+                    return result
+                try:
+                    if etag is None:
+                        new_etag = await self._store.create_json(self._container, PACING_BLOB, written)
+                    else:
+                        new_etag = await self._store.replace_json(
+                            self._container, PACING_BLOB, written, etag=etag
+                        )
+                except (BlobChanged, BlobAlreadyExists):
+                    self._seen = None  # another instance wrote first: read its state and compute again
+                    await asyncio.sleep(0)
+                    continue
+                self._seen = (written, new_etag)
+                return result
+        raise StorageError("the pacing state is too contended to change; try again")
+
+    async def enqueue(self, job_id: str, lane: Lane) -> Queued:
+        now = self._clock()
+        return await self._change(lambda state: self.planner.enqueue(state, job_id, lane, now))
+
+    async def claim(self, job_id: str, lane: Lane, *, hold: float, deadline: float) -> Plan:
+        now = self._clock()
+        return await self._change(
+            lambda state: self.planner.claim(state, job_id, lane, now, hold=hold, deadline=deadline)
+        )
+
+    async def release(self, job_id: str) -> None:
+        await self._change(lambda state: self.planner.release(state, job_id))
+
+    async def throttled(self, backend_id: str, retry_after: float | None) -> None:
+        now = self._clock()
+        await self._best_effort(lambda state: self.planner.throttled(state, backend_id, retry_after, now))
+
+    async def failed(self, backend_id: str) -> None:
+        now = self._clock()
+        await self._best_effort(lambda state: self.planner.failed(state, backend_id, now))
+
+    async def succeeded(self, backend_id: str) -> None:
+        """Written only when it changes something (a failure count, an open circuit)."""
+        if self._seen is not None:
+            current = PoolState.from_json(self._seen[0])
+            if not self.planner.succeeded(current, backend_id):
+                return
+        await self._best_effort(lambda state: self.planner.succeeded(state, backend_id))
+
+    async def _best_effort(self, change: Callable[[PoolState], object]) -> None:
+        """What a backend answered is worth sharing, but a job does not fail for want of it."""
+        try:
+            await self._change(change)
+        except StorageError as error:
+            log.warning("the pacing state could not be updated: %s", error.message)
+
+    async def describe(self) -> list[dict[str, Any]]:
+        """Each backend's state as the pool's document says now (a fresh read)."""
+        async with self._lock:
+            self._seen = await self._load()
+            state = PoolState.from_json(self._seen[0])
+        return self.planner.describe(state, self._clock())
