@@ -16,7 +16,7 @@ import secrets
 import signal
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -35,6 +35,7 @@ from devtools.services import (
 
 StorageMode = Literal["identity", "connection-string"]
 LOCAL_DIR = REPO_ROOT / ".local"
+LOCAL_BACKEND_RPM = 6000  # the local pool's quota: far above what tests and the demo send
 STACK_FILE = LOCAL_DIR / "stack.json"
 
 
@@ -72,6 +73,7 @@ class LocalStack:
     ports: StackPorts | None = None
     storage_mode: StorageMode = "identity"
     retired: list[ManagedProcess] = field(default_factory=list)  # earlier processes, for their logs
+    regions: list[AoaiEndpoint] = field(default_factory=list)  # every emulator (aoai is the first)
 
     def stop(self) -> None:
         for name in sorted(self.processes, key=lambda n: ("devhost" not in n, n)):
@@ -156,8 +158,13 @@ def app_settings(
     ca_file: Path,
     public_api_base: str | None = None,
     overrides: Mapping[str, str] | None = None,
+    regions: Sequence[tuple[str, AoaiEndpoint]] = (),
+    backend_rpm: int = LOCAL_BACKEND_RPM,
 ) -> dict[str, str]:
-    """The function app's settings for this stack: what local.settings.json would hold."""
+    """The function app's settings for this stack: what local.settings.json would hold.
+
+    The pool (AZURE_OPENAI_BACKENDS) lists every emulator instance as a region, each at
+    `backend_rpm` requests per minute (generous by default, so tests not about pacing never wait)."""
     settings = {
         "FUNCTIONS_WORKER_RUNTIME": "python",
         "AZURE_OPENAI_ENDPOINT": aoai.endpoint,
@@ -177,6 +184,19 @@ def app_settings(
         "SSL_CERT_FILE": str(ca_file),
         "REQUESTS_CA_BUNDLE": str(ca_file),
     }
+    pool = []
+    for label, endpoint in regions or (("local", aoai),):
+        backend: dict[str, object] = {
+            "label": label,
+            "endpoint": endpoint.endpoint,
+            "deployment": deployment,
+            "model": model,
+            "rpm": backend_rpm,
+        }
+        if api_style is not None:
+            backend["api_style"] = api_style
+        pool.append(backend)
+    settings["AZURE_OPENAI_BACKENDS"] = json.dumps(pool)
     if public_api_base is not None:  # where links in job JSON point: the dev host, never a Host header
         settings["PUBLIC_API_BASE"] = public_api_base
     if api_style is not None:  # else the dialect Microsoft documents for the model (the catalog's)
@@ -230,8 +250,13 @@ def _start_local_stack(
     setting_overrides: Mapping[str, str] | None = None,
     function_key: str | None = None,
     devhost_env: Mapping[str, str] | None = None,
+    regions: Sequence[str] = (),
+    backend_rpm: int = LOCAL_BACKEND_RPM,
 ) -> LocalStack:
-    """Start everything; on any failure stop what already started and re-raise."""
+    """Start everything; on any failure stop what already started and re-raise.
+
+    `regions`: one Azure OpenAI emulator per name (each its own quota, `--region`), all in the pool;
+    none: one emulator, the backend "local"."""
     logs = root / "logs"
     tls = make_localhost_certs(root / "tls")
     started: dict[str, ManagedProcess] = {}
@@ -247,9 +272,26 @@ def _start_local_stack(
         msi_process, msi = start_msi_emulator(log_dir=logs, port=ports.msi)
         started["msi"] = msi_process
         aoai_process, aoai = start_aoai_emulator(
-            log_dir=logs, port=ports.aoai, api_key=aoai_api_key, tls=tls, extra_args=aoai_args
+            log_dir=logs,
+            port=ports.aoai,
+            api_key=aoai_api_key,
+            tls=tls,
+            extra_args=(*aoai_args, *(("--region", regions[0]) if regions else ())),
         )
         started["aoai"] = aoai_process
+        emulators: list[tuple[str, AoaiEndpoint]] = []
+        for index, region in enumerate(regions):
+            if index == 0:
+                emulators.append((region, aoai))
+                continue
+            process, endpoint = start_aoai_emulator(
+                log_dir=logs / f"aoai-{region}",
+                api_key=aoai_api_key,
+                tls=tls,
+                extra_args=(*aoai_args, "--region", region),
+            )
+            started[f"aoai-{region}"] = process
+            emulators.append((region, endpoint))
         settings = app_settings(
             azurite=azurite,
             msi=msi,
@@ -261,6 +303,8 @@ def _start_local_stack(
             ca_file=tls.ca_cert,
             public_api_base=f"http://127.0.0.1:{ports.devhost}/api",
             overrides=setting_overrides,
+            regions=emulators,
+            backend_rpm=backend_rpm,
         )
         key = function_key or secrets.token_urlsafe(24)
         # The stack's own local.settings.json, so the repository's example never leaks into it.
@@ -293,6 +337,7 @@ def _start_local_stack(
         devhost_env=dict(devhost_env or {}),
         ports=ports,
         storage_mode=storage_mode,
+        regions=[endpoint for _, endpoint in emulators] or [aoai],
     )
 
 

@@ -764,6 +764,10 @@ class ImageService:
         )
         return JobView(job, tuple(links))
 
+    def now(self) -> datetime:
+        """The service's clock (estimates and Retry-After are counted from it)."""
+        return self._clock()
+
     async def backends_health(self) -> list[dict[str, Any]]:
         """Each backend of the pool: budget, cooling, circuit (nothing secret)."""
         return await self.pacer.describe()

@@ -118,7 +118,7 @@ async def job_response(
         headers["Retry-After"] = str(POLL_AFTER_SECONDS)
         if job.status is JobStatus.QUEUED and job.estimated_start is not None:
             # Waiting for a backend's budget: come back when it should have started.
-            wait = (job.estimated_start - datetime.now(UTC)).total_seconds()
+            wait = (job.estimated_start - service.now()).total_seconds()
             headers["Retry-After"] = _retry_after(max(float(POLL_AFTER_SECONDS), wait))
     return _json_response(body, status, headers)
 
