@@ -18,6 +18,7 @@ from imagegen.domain.pacing import (
     STALE_SECONDS,
     Lane,
     NoSlot,
+    Plan,
     Planner,
     PoolState,
     Queued,
@@ -55,7 +56,7 @@ def claim(
     hold: float = 3.0,
     lane: Lane = Lane.QUEUED,
     deadline: float = FAR,
-):  # type: ignore[no-untyped-def]
+) -> Plan:
     return planner.claim(state, job, lane, now, hold=hold, deadline=deadline)
 
 
@@ -66,7 +67,8 @@ def claim(
 def test_a_window_is_rpm_over_six_per_ten_seconds_and_never_more_than_the_rpm(
     rpm: int, capacity: int, window: float
 ) -> None:
-    assert window_of(backend("east", rpm)) == (capacity, pytest.approx(window))
+    got_capacity, got_window = window_of(backend("east", rpm))
+    assert got_capacity == capacity and got_window == pytest.approx(window)
 
 
 def test_a_burst_on_one_backend_gets_its_window_capacity_then_waits_for_the_window() -> None:
@@ -129,7 +131,7 @@ def test_a_waiting_caller_whose_turn_comes_within_its_wait_gets_the_slot() -> No
     assert isinstance(claim(planner, state, "running", T0), Slot)
     planner.enqueue(state, "queued", Lane.QUEUED, T0)
     plan = claim(planner, state, "caller", T0 + 1, hold=60.0, lane=Lane.WAITING)
-    assert plan == Slot(EAST.id, pytest.approx(T0 + 10.5))
+    assert isinstance(plan, Slot) and plan.backend == EAST.id and plan.at == pytest.approx(T0 + 10.5)
 
 
 def test_a_job_that_came_late_for_its_turn_goes_before_those_queued_after_it() -> None:
@@ -138,7 +140,9 @@ def test_a_job_that_came_late_for_its_turn_goes_before_those_queued_after_it() -
     first = planner.enqueue(state, "first", Lane.QUEUED, T0)
     planner.enqueue(state, "second", Lane.QUEUED, T0 + 1)
     planner.enqueue(state, "third", Lane.QUEUED, T0 + 2)
-    assert claim(planner, state, "second", first.at) == Queued(pytest.approx(first.at + 10.5), 2)
+    second = claim(planner, state, "second", first.at)
+    assert isinstance(second, Queued) and second.position == 2
+    assert second.at == pytest.approx(first.at + 10.5)
     # "first" comes late (its message was slow): it is still before "third".
     came = claim(planner, state, "first", first.at + LATE_SECONDS + 20, hold=0.0)
     assert isinstance(came, Slot)
@@ -170,7 +174,8 @@ def test_a_429_cools_the_backend_down_and_the_next_job_goes_elsewhere() -> None:
     other = WEST.id if first.backend == EAST.id else EAST.id
     assert claim(planner, state, "b", T0 + 0.2) == Slot(other, T0 + 0.2)
     assert claim(planner, state, "c", T0 + 0.3) == Slot(other, T0 + 0.3)
-    assert claim(planner, state, "d", T0 + 0.4) == Queued(pytest.approx(T0 + 7.6), 1)
+    cooled = claim(planner, state, "d", T0 + 0.4)
+    assert isinstance(cooled, Queued) and cooled.position == 1 and cooled.at == pytest.approx(T0 + 7.6)
 
 
 def test_a_429_without_retry_after_still_cools_down() -> None:
