@@ -21,6 +21,7 @@ from bench.copies import run_copies
 from bench.memory import run_memory
 from bench.overhead import run_overhead
 from bench.storage_ops import run_storage_ops
+from bench.throughput import run_throughput
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 FIGURES: dict[str, Callable[[], dict[str, Any]]] = {
@@ -29,6 +30,7 @@ FIGURES: dict[str, Callable[[], dict[str, Any]]] = {
     "memory_copies": run_copies,
     "concurrency": run_concurrency,
     "storage_ops": run_storage_ops,
+    "throughput_under_quota": run_throughput,
 }
 
 
