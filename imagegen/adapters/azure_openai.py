@@ -228,9 +228,10 @@ class AzureOpenAIImages:
                     "Azure OpenAI %s failed (%s), attempt %d", method, error.__class__.__name__, attempt
                 )
                 if not retries or attempt >= MAX_ATTEMPTS or self._clock() + delay >= deadline:
-                    raise UpstreamUnavailable(
-                        f"could not reach Azure OpenAI ({error.__class__.__name__})"
-                    ) from None
+                    # A generation that never got through drew nothing (another backend may try);
+                    # a download of a result that was drawn is not that: the job ends.
+                    unreached = UpstreamUnavailable if authenticate else UpstreamError
+                    raise unreached(f"could not reach Azure OpenAI ({error.__class__.__name__})") from None
                 await self._sleep(delay)
                 continue
             _log_answer(method, answer)

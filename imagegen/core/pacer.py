@@ -69,8 +69,9 @@ class Pacer:
                         new_etag = await self._store.replace_json(
                             self._container, PACING_BLOB, written, etag=etag
                         )
-                except (BlobChanged, BlobAlreadyExists):
-                    self._seen = None  # another instance wrote first: read its state and compute again
+                except (BlobChanged, BlobAlreadyExists, BlobNotFound):
+                    # Another instance wrote first (or the state was deleted): read it, compute again.
+                    self._seen = None
                     await asyncio.sleep(0)
                     continue
                 self._seen = (written, new_etag)

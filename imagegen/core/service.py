@@ -56,7 +56,7 @@ from imagegen.domain.errors import (
 from imagegen.domain.jobs import Job, JobStatus, JobView, Operation, Output, StoredImage, VersionedJob
 from imagegen.domain.logtext import escaped
 from imagegen.domain.messages import JobMessage
-from imagegen.domain.pacing import Lane, NoSlot, Plan, Planner, Queued, Slot
+from imagegen.domain.pacing import FAILURES_TO_OPEN, Lane, NoSlot, Plan, Planner, Queued, Slot
 from imagegen.domain.ports import (
     BlobAlreadyExists,
     BlobChanged,
@@ -315,10 +315,12 @@ class ImageService:
     async def _claim(self, job: Job, lane: Lane, hold: float) -> Plan:
         return await self.pacer.claim(job.id, lane, hold=hold, deadline=self._deadline(job))
 
-    def _out_of_time(self) -> UpstreamThrottled:
+    def _out_of_time(self, plan: NoSlot) -> UpstreamThrottled:
+        """Its deadline comes before any backend has budget for it; Retry-After says when one will."""
         return UpstreamThrottled(
             "no backend had budget for this job before its deadline (JOB_DEADLINE_SECONDS "
-            f"{self.settings.job_deadline_seconds:g}); submit it again later"
+            f"{self.settings.job_deadline_seconds:g}); submit it again later",
+            retry_after=max(1.0, plan.earliest - self._clock().timestamp()),
         )
 
     async def submit_and_wait(self, submission: Submission, wait_seconds: float) -> Job:
@@ -370,7 +372,7 @@ class ImageService:
         """A waiting POST whose job cannot start within the wait: recorded queued (or, past its
         deadline already, failed) and answered at once."""
         if isinstance(plan, NoSlot):
-            failed = replace(new, status=JobStatus.QUEUED).failed(self._out_of_time(), self._clock())
+            failed = replace(new, status=JobStatus.QUEUED).failed(self._out_of_time(plan), self._clock())
             try:
                 await self.jobs.create(failed)
             except BlobAlreadyExists:
@@ -479,10 +481,9 @@ class ImageService:
     async def _work(self, handle: _JobHandle) -> Job:
         job = handle.job
         resumed = job.attempts > 1
-        deadline = self._monotonic() + self.settings.upstream_timeout_seconds
 
         try:
-            generation = await self._generate(handle, deadline)
+            generation = await self._generate(handle)
             stored = await self._store_images(job, generation.images, skip_existing=resumed)
             cost = self.settings.prices.cost(self.settings.model, generation.usage, len(stored))
             outcome = "succeeded"
@@ -503,29 +504,37 @@ class ImageService:
         log.info("job %s %s (attempt %d)", job.id, handle.job.status.value, handle.job.attempts)
         return handle.job
 
-    async def _generate(self, handle: _JobHandle, deadline: float) -> Generation:
+    async def _generate(self, handle: _JobHandle) -> Generation:
         """The upstream call on a slot of the pool: a 429 cools that backend down and the job takes
         another slot (or goes back to the queue: JobDeferred); a 5xx or a lost connection, which
-        drew nothing, backs that backend off and tries again; a timeout, which may have drawn
+        drew nothing, backs that backend off and tries again (after three, when every backend has
+        failed it and none is free soon, the job ends: that is failing, not busy); a timeout, which may have drawn
         (and been paid for), ends the job. A paid generation starts at most once per run."""
         job = handle.job
         slot, handle.slot = handle.slot, None
         throttled = unavailable = 0
+        broken: UpstreamUnavailable | None = None  # set once every backend failed this job
+        failed_on: set[str] = set()
         while True:
             if slot is None:
                 if throttled >= MAX_THROTTLED_TRIES:
                     now = self._clock().timestamp()
                     raise JobDeferred(Queued(now + THROTTLED_REQUEUE_SECONDS, 1))
                 waiting = handle.wait_until - self._monotonic() if handle.wait_until is not None else 0.0
-                plan = await self._claim(job, Lane.RETRY, hold=max(SLOT_HOLD_SECONDS, waiting))
+                hold = SLOT_HOLD_SECONDS if broken is not None else max(SLOT_HOLD_SECONDS, waiting)
+                plan = await self._claim(job, Lane.RETRY, hold=hold)
+                if broken is not None and not isinstance(plan, Slot):
+                    raise broken  # failing, not busy, and no other backend free soon: it ends
                 if isinstance(plan, NoSlot):
-                    raise self._out_of_time()
+                    raise self._out_of_time(plan)
                 if isinstance(plan, Queued):
                     raise JobDeferred(plan)
                 slot = plan
             pause = slot.at - self._clock().timestamp()
             if pause > 0:
                 await asyncio.sleep(pause)
+            # UPSTREAM_TIMEOUT_SECONDS is for the call itself, from when its slot came.
+            deadline = self._monotonic() + self.settings.upstream_timeout_seconds
             try:
                 generation = await OPERATIONS[job.operation](self._generators[slot.backend], job, deadline)
             except UpstreamThrottled as error:
@@ -538,6 +547,9 @@ class ImageService:
                 await self.pacer.failed(slot.backend)
                 if unavailable >= MAX_UNAVAILABLE_TRIES:
                     raise
+                failed_on.add(slot.backend)
+                if unavailable >= FAILURES_TO_OPEN and failed_on >= set(self._generators):
+                    broken = error  # every backend failed it: if none is free soon, it ends
             except UpstreamTimeout:
                 await self.pacer.failed(slot.backend)
                 raise
@@ -652,7 +664,7 @@ class ImageService:
             return job
         plan = await self._claim(job, Lane.RETRY if job.attempts else Lane.QUEUED, hold=SLOT_HOLD_SECONDS)
         if isinstance(plan, NoSlot):
-            return await self._end_out_of_time(versioned)
+            return await self._end_out_of_time(versioned, plan)
         if isinstance(plan, Queued):
             return await self._requeue(versioned, plan)
         if job.attempts:
@@ -691,9 +703,9 @@ class ImageService:
         )
         return waiting
 
-    async def _end_out_of_time(self, versioned: VersionedJob) -> Job | None:
+    async def _end_out_of_time(self, versioned: VersionedJob, plan: NoSlot) -> Job | None:
         """Its deadline passed (or will, before any backend has budget): upstream_throttled."""
-        failed = versioned.job.failed(self._out_of_time(), self._clock())
+        failed = versioned.job.failed(self._out_of_time(plan), self._clock())
         try:
             etag = await self.jobs.write_if_unchanged(failed, etag=versioned.etag)
         except BlobChanged:

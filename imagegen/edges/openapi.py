@@ -225,6 +225,22 @@ def definitions(rules: ModelRules, *, webhooks: bool = True) -> dict[str, Schema
         "created_at": _summary("Created At", timestamp),
         "updated_at": _summary("Updated At", timestamp),
         "completed_at": _summary("Completed At", timestamp),
+        "estimated_start": _summary(
+            "Estimated Start",
+            {
+                **timestamp,
+                "description": "While queued for a backend's budget: when the job should start "
+                "(a 202 then carries a Retry-After up to it).",
+            },
+        ),
+        "queue_position": _summary(
+            "Queue Position",
+            {
+                "type": "integer",
+                "minimum": 1,
+                "description": "While queued for a backend's budget: its place in line (1: next).",
+            },
+        ),
         "request": _summary(
             "Request",
             {

@@ -20,7 +20,8 @@ from devtools.stack import LocalStack, start_local_stack
 
 # A short upstream deadline, so throttling and hangs end quickly. One definition: every module that
 # asks StackFactory for these options shares one stack.
-FAULT_SETTINGS = {"UPSTREAM_TIMEOUT_SECONDS": "4", "MAX_WAIT_SECONDS": "10"}
+# A short deadline: a job that is throttled for good ends upstream_throttled within seconds.
+FAULT_SETTINGS = {"UPSTREAM_TIMEOUT_SECONDS": "4", "MAX_WAIT_SECONDS": "10", "JOB_DEADLINE_SECONDS": "5"}
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

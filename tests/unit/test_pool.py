@@ -348,3 +348,32 @@ def test_a_pool_alone_is_enough_and_its_first_backend_is_the_primary() -> None:
     assert settings.openai_endpoint == "https://a.openai.azure.com" and settings.deployment == "d1"
     assert [b.id for b in settings.backends] == ["swedencentral/d1", "b.openai.azure.com/d2"]
     assert [b.rpm for b in settings.backends] == [9, settings.catalog_model.lifecycle.default_rpm]
+
+
+async def test_a_lone_backend_that_keeps_failing_ends_the_job_upstream_error_not_waiting() -> None:
+    """5xx is failing, not busy: after three in a row, with no other backend free, the job ends (502)
+    instead of waiting for the circuit, and no attempt drew anything."""
+    world = pool(("east", 600))
+    models = Models(world)
+    for _ in range(5):
+        models.by_backend[EAST].fail_with(UpstreamUnavailable("Azure OpenAI answered 500"))
+    api = models.instance("api")
+    job = await api.submit_and_wait(await submission(api), wait_seconds=60)
+    assert job.status is JobStatus.FAILED and job.error is not None
+    assert job.error["code"] == "upstream_error"
+    assert models.calls() == {EAST: 3}
+    assert (await job_response(api, job)).status_code == 502
+
+
+async def test_a_failing_backend_beside_a_busy_healthy_one_sends_the_job_to_the_queue_not_to_failed() -> None:
+    world = pool(("east", 6), ("west", 600))
+    models = Models(world)
+    for _ in range(5):
+        models.by_backend[WEST].fail_with(UpstreamUnavailable("Azure OpenAI answered 500"))
+    api, worker = models.instance("api"), models.instance("worker")
+    await api.submit_and_wait(await submission(api), wait_seconds=0)  # spends east's window
+    await api.drain()
+    job = await api.submit_async(await submission(api))
+    await run_until_done(world, worker)
+    assert world.record(job.id)["status"] == "succeeded"
+    assert models.calls()[WEST] == 3 and models.calls()[EAST] == 2
