@@ -61,6 +61,25 @@ param openAiDeploymentSkuName string = 'GlobalStandard'
 @description('Deployment capacity in the SKU\'s units; bounded by the subscription\'s quota for the model.')
 param openAiDeploymentCapacity int = 1
 
+// The app paces every deployment to openAiRequestsPerMinute (AZURE_OPENAI_BACKENDS' rpm): it should be
+// what the quota page shows for a deployment of openAiDeploymentCapacity units of the model, in each
+// region of the pool (one unit of gpt-image-2 at Global Standard, first quota tier: 6 RPM;
+// gpt-image-1.5: 9; gpt-image-1-mini: 12; FLUX: 6; docs/models.md). Lower is safe, only slower;
+// higher brings back the 429s that pacing avoids (each one cools that deployment down).
+@minValue(1)
+@maxValue(100000)
+@description('Requests per minute of each model deployment (primary and every openAiBackendLocations one), the rate the app paces each to (rpm in AZURE_OPENAI_BACKENDS). Default: gpt-image-2\'s documented quota of one Global Standard unit.')
+param openAiRequestsPerMinute int = 6
+
+@maxLength(19)
+@description('More regions for the pool of image backends, beyond the primary (openAiLocation): one more account + the same model deployment (name, version, SKU, capacity) in each, with the same roles (the app takes at most 20 backends). Each region once, e.g. ["swedencentral", "polandcentral"]; empty: the primary deployment alone.')
+param openAiBackendLocations array = []
+
+@minValue(5)
+@maxValue(518400)
+@description('How long a job may wait for a free slot on the pool before it fails upstream_throttled, in seconds (JOB_DEADLINE_SECONDS; at most 6 days).')
+param jobDeadlineSeconds int = 3600
+
 @allowed([
   ''
   'v1'
@@ -191,6 +210,9 @@ var openAiModelIsFlux = startsWith(toLower(openAiModelName), 'flux')
 var useExistingOpenAi = !empty(openAiExistingAccountName)
 var openAiResourceGroupName = useExistingOpenAi && !empty(openAiExistingResourceGroupName) ? openAiExistingResourceGroupName : rgName
 var openAiDeployment = !empty(openAiDeploymentName) ? openAiDeploymentName : openAiModelName
+// The pool's other regions, as ARM names them ("Sweden Central" -> swedencentral): account names,
+// module names and the backends' labels.
+var openAiBackendRegions = [for region in openAiBackendLocations: toLower(replace(region, ' ', ''))]
 var webhooksOn = webhooksEnabled && !empty(webhookSecret)
 // The vault holds the app's secrets: the webhook secret (with webhooks) and the idempotency key.
 var vaultOn = webhooksOn || !empty(idempotencySecret)
@@ -272,6 +294,29 @@ module openAiExisting 'core/ai/openai-existing.bicep' = if (useExistingOpenAi) {
 
 var openAiAccountName = useExistingOpenAi ? openAiExisting.outputs.name : openAi.outputs.name
 var openAiEndpoint = useExistingOpenAi ? openAiExisting.outputs.endpoint : openAi.outputs.endpoint
+var openAiAccountLocation = useExistingOpenAi ? openAiExisting.outputs.location : openAi.outputs.location
+// The primary's label in AZURE_OPENAI_BACKENDS: its region as ARM names it.
+var openAiPrimaryLabel = toLower(replace(openAiAccountLocation, ' ', ''))
+
+// The rest of the pool: one account per extra region, always new and in the app's resource group
+// (also next to an existing primary account), keyless like the primary and serving the same model
+// under the same deployment name, so every job may go to any of them.
+module openAiPool 'core/ai/openai.bicep' = [for region in openAiBackendRegions: {
+  name: 'openai-${region}'
+  scope: rg
+  params: {
+    name: '${abbrs.cognitiveServicesOpenAI}${resourceToken}-${region}'
+    location: region
+    tags: tags
+    deploymentName: openAiDeployment
+    modelName: openAiModelName
+    modelVersion: openAiModelVersion
+    deploymentSkuName: openAiDeploymentSkuName
+    deploymentCapacity: openAiDeploymentCapacity
+    modelFormat: openAiModelIsFlux ? 'Black Forest Labs' : 'OpenAI'
+    kind: openAiModelIsFlux ? 'AIServices' : 'OpenAI'
+  }
+}]
 
 module keyVault 'core/security/keyvault.bicep' = if (vaultOn) {
   name: 'keyvault'
@@ -323,6 +368,19 @@ module openAiRbac 'app/openai-rbac.bicep' = {
   }
 }
 
+// The same roles on every account of the pool: the identity's, and the deploying user's.
+module openAiPoolRbac 'app/openai-rbac.bicep' = [for (region, i) in openAiBackendRegions: {
+  name: 'openai-rbac-${region}'
+  scope: rg
+  params: {
+    openAiAccountName: openAiPool[i].outputs.name
+    identityPrincipalId: identity.outputs.principalId
+    userPrincipalId: deployerPrincipalId
+    userPrincipalType: principalType
+    grantFoundryModelUser: openAiModelIsFlux
+  }
+}]
+
 module plan 'core/host/flex-consumption-plan.bicep' = {
   name: 'plan'
   scope: rg
@@ -358,6 +416,23 @@ module api 'app/api.bicep' = {
     openAiModelName: openAiModelName
     openAiApiVersion: openAiApiVersion
     openAiScope: openAiScope
+    openAiRequestsPerMinute: openAiRequestsPerMinute
+    openAiLabel: openAiPrimaryLabel
+    // AZURE_OPENAI_BACKENDS after the primary (which api.bicep builds from the settings above). The
+    // for-expression stays the parameter's whole value: Bicep allows one that reads module outputs
+    // there, not inside a function call or a variable. A region the primary is in gets a numbered
+    // label, as the app refuses two backends with one label and deployment name.
+    openAiPoolBackends: [for (region, i) in openAiBackendRegions: {
+      endpoint: openAiPool[i].outputs.endpoint
+      deployment: openAiPool[i].outputs.deploymentName
+      model: openAiModelName
+      api_style: openAiApiStyle
+      api_version: openAiApiVersion
+      rpm: openAiRequestsPerMinute
+      priority: 1
+      label: (region == openAiPrimaryLabel) ? '${region}-${i + 2}' : region
+    }]
+    jobDeadlineSeconds: jobDeadlineSeconds
     imagesContainerName: imagesContainerName
     jobsContainerName: jobsContainerName
     sasTtlMinutes: sasTtlMinutes
@@ -379,6 +454,7 @@ module api 'app/api.bicep' = {
   dependsOn: [
     rbac
     openAiRbac
+    openAiPoolRbac
   ]
 }
 
@@ -402,6 +478,7 @@ output AZURE_OPENAI_ENDPOINT string = openAiEndpoint
 output AZURE_OPENAI_DEPLOYMENT string = openAiDeployment
 output AZURE_OPENAI_MODEL string = openAiModelName
 output AZURE_OPENAI_API_STYLE string = openAiApiStyle
+output AZURE_OPENAI_POOL_ACCOUNT_NAMES array = [for (region, i) in openAiBackendRegions: openAiPool[i].outputs.name]
 output IMAGES_CONTAINER string = imagesContainerName
 output JOBS_CONTAINER string = jobsContainerName
 output AZURE_KEY_VAULT_NAME string = vaultOn ? keyVault.outputs.name : ''

@@ -31,6 +31,7 @@ from imagegen.domain.backends import Backend
 
 AZURE_WINDOW_SECONDS = 10.0  # Azure evaluates RPM over 1 or 10 second windows
 WINDOW_MARGIN = 1.05  # our windows are 5 % longer than Azure's
+WINDOW_SLACK_SECONDS = 0.5  # and half a second more: a first request's TLS handshake and token
 LATE_SECONDS = 2.0  # a job whose estimate passed longer ago than this has lost its turn
 STALE_SECONDS = 60.0  # a waiting entry whose job has not come this long after its estimate is dropped
 MIN_RATE_FACTOR = 0.25
@@ -166,6 +167,7 @@ def window_of(backend: Backend) -> tuple[int, float]:
     more than the RPM over a minute (a 3 RPM deployment takes one request per 20 s)."""
     capacity = max(1, backend.rpm // 6)
     window = max(AZURE_WINDOW_SECONDS, 60.0 * capacity / max(backend.rpm, 1)) * WINDOW_MARGIN
+    window += WINDOW_SLACK_SECONDS
     return capacity, window
 
 

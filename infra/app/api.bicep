@@ -48,6 +48,18 @@ param openAiDeploymentName string
 param openAiModelName string
 param openAiApiVersion string
 param openAiScope string
+@minValue(1)
+@maxValue(100000)
+@description('Requests per minute of the primary deployment (its rpm in AZURE_OPENAI_BACKENDS).')
+param openAiRequestsPerMinute int = 6
+@description('The primary backend\'s label in AZURE_OPENAI_BACKENDS: its region (letters, digits, -, _ or .).')
+param openAiLabel string
+@description('The pool\'s other backends, after the primary: objects with the keys of AZURE_OPENAI_BACKENDS (endpoint, deployment, model, api_style, api_version, rpm, priority, label).')
+param openAiPoolBackends array = []
+@minValue(5)
+@maxValue(518400)
+@description('JOB_DEADLINE_SECONDS: how long a job may wait for a slot on the pool before it fails.')
+param jobDeadlineSeconds int = 3600
 
 param imagesContainerName string
 param jobsContainerName string
@@ -122,6 +134,23 @@ var monitoringSettings = [
   }
 ]
 
+// The pool of image backends, the primary first: the same deployment the single-deployment settings
+// above describe (AZURE_OPENAI_ENDPOINT, ...), so the two can never disagree. The app reads the keys
+// of imagegen.domain.settings.BACKEND_KEYS; an empty api_style or api_version is the model's default.
+var openAiPrimaryBackend = {
+  endpoint: openAiEndpoint
+  deployment: openAiDeploymentName
+  model: openAiModelName
+  api_style: openAiApiStyle
+  api_version: openAiApiVersion
+  rpm: openAiRequestsPerMinute
+  priority: 1
+  label: openAiLabel
+}
+var openAiBackends = concat([
+  openAiPrimaryBackend
+], openAiPoolBackends)
+
 // The app's own settings. AZURE_OPENAI_API_KEY is deliberately absent: Entra ID only.
 var applicationSettings = [
   {
@@ -147,6 +176,15 @@ var applicationSettings = [
   {
     name: 'AZURE_OPENAI_SCOPE'
     value: openAiScope
+  }
+  {
+    // A JSON array (ARM's string() of the objects above): every deployment jobs are paced across.
+    name: 'AZURE_OPENAI_BACKENDS'
+    value: string(openAiBackends)
+  }
+  {
+    name: 'JOB_DEADLINE_SECONDS'
+    value: string(jobDeadlineSeconds)
   }
   {
     name: 'AZURE_CLIENT_ID'

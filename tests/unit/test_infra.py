@@ -22,13 +22,18 @@ import pytest
 
 from imagegen.domain.catalog import CATALOG, ApiStyle, model_entry
 from imagegen.domain.settings import (
+    BACKEND_KEYS,
     DEFAULT_IMAGES_CONTAINER,
     DEFAULT_JOBS_CONTAINER,
     DEFAULT_MODEL,
     DEPLOYED_SETTING_NAMES,
+    ENV_JOB_DEADLINE_SECONDS,
     ENV_OPENAI_API_KEY,
+    ENV_OPENAI_BACKENDS,
     ENV_WEBHOOK_SECRET,
     LOCAL_ONLY_SETTING_NAMES,
+    MAX_BACKENDS,
+    MAX_JOB_DEADLINE_SECONDS,
     PLATFORM_SETTING_NAMES,
     QUEUE_IMAGE_JOBS,
     QUEUE_IMAGE_REQUESTS,
@@ -624,3 +629,273 @@ def test_the_idempotency_key_is_a_key_vault_reference_when_infra_keeps_one(
     assert "secure" in [d["type"] for d in main["parameters"]["idempotencySecret"]["decorators"]]
     vault_params = bicep["core/security/keyvault.bicep"]["parameters"]
     assert "secure" in [d["type"] for d in vault_params["idempotencySecretValue"]["decorators"]]
+
+
+# ---------------------------------------------------------------- the pool of image backends
+
+
+def _decorator(parameter: dict[str, Any], kind: str) -> Any:
+    return next(d["argument"] for d in parameter["decorators"] if d["type"] == kind)
+
+
+def _reference(node: Any, scope: dict[str, Any]) -> str:
+    """`openAiPool[i].outputs.endpoint` as text, the index evaluated: `openAiPool[1].outputs.endpoint`."""
+    if isinstance(node, str):
+        return node
+    operator = node["operator"]
+    operands = operator["operands"]
+    if operator["type"] == "property_accessor":
+        return f"{_reference(operands['operand_1'], scope)}.{_reference(operands['operand_2'], scope)}"
+    assert operator["type"] == "index_accessor", operator["type"]
+    return f"{_reference(operands['operand_1'], scope)}[{_evaluate(operands['operand_2'], scope)}]"
+
+
+def _interpolate(text: str, scope: dict[str, Any]) -> str:
+    def one(match: re.Match[str]) -> str:
+        name, _, offset = match.group(1).partition("+")
+        return str(scope[name.strip()] + int(offset) if offset else scope[name.strip()])
+
+    return re.sub(r"\$\{([^}]*)\}", one, text)
+
+
+def _evaluate(node: Any, scope: dict[str, Any]) -> Any:
+    """What ARM makes of a pycep expression, for the few forms the pool's templates use. pycep writes
+    identifiers and string literals alike, so a string is a name when the scope holds it."""
+    if isinstance(node, str):
+        if node in scope:
+            return scope[node]
+        return _interpolate(node, scope) if "${" in node else node
+    if isinstance(node, list):
+        return [_evaluate(item, scope) for item in node]
+    if not isinstance(node, dict):
+        return node
+    if "loop_type" in node:
+        loop = node["loop_type"]["detail"]
+        items = []
+        for index, item in enumerate(scope[loop["array_name"]]):
+            names = {loop["item_name"]: item} | ({loop["index_name"]: index} if "index_name" in loop else {})
+            items.append(_evaluate(node["config"], scope | names))
+        return items
+    if "function" in node:
+        function = node["function"]
+        args = {name: _evaluate(value, scope) for name, value in function["parameters"].items()}
+        if function["type"] == "to_lower":
+            return str(args["string_to_change"]).lower()
+        if function["type"] == "replace":
+            return str(args["original_string"]).replace(args["old_string"], args["new_string"])
+        if function["type"] == "concat":
+            return [item for arg in args.values() for item in arg]
+        if function["type"] == "string":  # ARM's string(): JSON for arrays and objects
+            value = args["value_to_convert"]
+            return value if isinstance(value, str) else json.dumps(value)
+        raise AssertionError(f"no evaluator for {function['type']}")
+    if "operator" in node:
+        operator = node["operator"]
+        operands = operator["operands"]
+        if operator["type"] == "conditional":
+            branch = "true_value" if _evaluate(operands["condition"], scope) else "false_value"
+            return _evaluate(operands[branch], scope)
+        if operator["type"] == "equals":
+            return _evaluate(operands["operand_1"], scope) == _evaluate(operands["operand_2"], scope)
+        return scope[_reference(node, scope)]
+    return {key: _evaluate(value, scope) for key, value in node.items()}
+
+
+def test_the_pool_deploys_an_account_a_deployment_and_the_roles_per_extra_region(
+    bicep: dict[str, dict[str, Any]],
+) -> None:
+    main = bicep["main.bicep"]
+    regions = main["variables"]["openAiBackendRegions"]["value"]
+    assert regions["loop_type"]["detail"]["array_name"] == "openAiBackendLocations"
+    assert regions["config"]["function"]["type"] == "to_lower"  # "Sweden Central" -> swedencentral
+    modules = main["modules"]
+
+    # One account + deployment per region, made like the primary's (same model, SKU, capacity, kind).
+    pool = modules["openAiPool"]
+    assert pool["detail"]["path"] == modules["openAi"]["detail"]["path"] == "core/ai/openai.bicep"
+    assert pool["config"]["loop_type"]["detail"]["array_name"] == "openAiBackendRegions"
+    assert pool["config"]["condition"] is None
+    body = pool["config"]["config"]
+    assert body["name"] == "openai-${region}" and body["scope"] == "rg"
+    primary = modules["openAi"]["config"]["config"]["params"]
+    assert {k: v for k, v in body["params"].items() if k not in {"name", "location"}} == {
+        k: v for k, v in primary.items() if k not in {"name", "location"}
+    }
+    assert body["params"]["location"] == "region"
+    assert body["params"]["name"] == "${abbrs.cognitiveServicesOpenAI}${resourceToken}-${region}"
+    account_module = bicep["core/ai/openai.bicep"]["resources"]
+    assert {r["type"] for r in account_module.values()} == {
+        "Microsoft.CognitiveServices/accounts",
+        "Microsoft.CognitiveServices/accounts/deployments",
+    }
+    assert account_module["account"]["config"]["properties"]["disableLocalAuth"] is True
+
+    # The same roles on each account as on the primary: the identity's and the deploying user's.
+    rbac = modules["openAiPoolRbac"]
+    assert rbac["detail"]["path"] == modules["openAiRbac"]["detail"]["path"] == "app/openai-rbac.bicep"
+    loop = rbac["config"]["loop_type"]
+    assert loop["type"] == "array_index" and loop["detail"]["array_name"] == "openAiBackendRegions"
+    rbac_body = rbac["config"]["config"]
+    assert rbac_body["name"] == "openai-rbac-${region}" and rbac_body["scope"] == "rg"
+    index = loop["detail"]["index_name"]
+    assert _reference(rbac_body["params"]["openAiAccountName"], {index: 1}) == "openAiPool[1].outputs.name"
+    primary_rbac = modules["openAiRbac"]["config"]["params"]
+    assert {k: v for k, v in rbac_body["params"].items() if k != "openAiAccountName"} == {
+        k: v for k, v in primary_rbac.items() if k != "openAiAccountName"
+    }
+    assert primary_rbac["userPrincipalId"] == "deployerPrincipalId"
+    # The host starts once every role exists.
+    assert {"openAiRbac", "openAiPoolRbac"} <= set(modules["api"]["config"]["dependsOn"])
+
+
+def test_the_backends_setting_is_the_primary_then_every_extra_deployment_with_the_keys_the_app_reads(
+    bicep: dict[str, dict[str, Any]],
+) -> None:
+    api = bicep["app/api.bicep"]
+    always, _ = app_settings(api)
+    assert always[ENV_OPENAI_BACKENDS] == {
+        "function": {"type": "string", "parameters": {"value_to_convert": "openAiBackends"}}
+    }
+    assert always[ENV_JOB_DEADLINE_SECONDS] == {
+        "function": {"type": "string", "parameters": {"value_to_convert": "jobDeadlineSeconds"}}
+    }
+    variables = api["variables"]
+    assert variables["openAiBackends"]["value"]["function"] == {
+        "type": "concat",
+        "parameters": {"arg_1": ["openAiPrimaryBackend"], "arg_2": "openAiPoolBackends"},
+    }
+    # The primary backend is what the single-deployment settings describe, from the same parameters.
+    first = variables["openAiPrimaryBackend"]["value"]
+    assert set(first) == BACKEND_KEYS
+    single = {
+        "endpoint": "AZURE_OPENAI_ENDPOINT",
+        "deployment": "AZURE_OPENAI_DEPLOYMENT",
+        "model": "AZURE_OPENAI_MODEL",
+        "api_style": "AZURE_OPENAI_API_STYLE",
+        "api_version": "AZURE_OPENAI_API_VERSION",
+    }
+    assert {key: first[key] for key in single} == {key: always[name] for key, name in single.items()}
+    assert (first["rpm"], first["priority"], first["label"]) == ("openAiRequestsPerMinute", 1, "openAiLabel")
+
+    # The others, built in main.bicep from each account's outputs.
+    passed = bicep["main.bicep"]["modules"]["api"]["config"]["params"]
+    others = passed["openAiPoolBackends"]
+    assert others["loop_type"]["detail"]["array_name"] == "openAiBackendRegions"
+    body = others["config"]
+    assert set(body) == BACKEND_KEYS
+    assert _reference(body["endpoint"], {"i": 0}) == "openAiPool[0].outputs.endpoint"
+    assert _reference(body["deployment"], {"i": 0}) == "openAiPool[0].outputs.deploymentName"
+    assert (body["model"], body["api_style"], body["api_version"]) == (
+        "openAiModelName",
+        "openAiApiStyle",
+        "openAiApiVersion",
+    )
+    assert (body["rpm"], body["priority"]) == ("openAiRequestsPerMinute", 1)
+    assert passed["openAiRequestsPerMinute"] == "openAiRequestsPerMinute"
+    assert passed["openAiLabel"] == "openAiPrimaryLabel"
+    assert passed["jobDeadlineSeconds"] == "jobDeadlineSeconds"
+
+
+@pytest.mark.parametrize(
+    ("extra_locations", "labels"),
+    [
+        ([], ["swedencentral"]),
+        (["polandcentral", "East US 2"], ["swedencentral", "polandcentral", "eastus2"]),
+        # Another account in the primary's region: a label of its own (the id is label/deployment).
+        (["polandcentral", "swedencentral"], ["swedencentral", "polandcentral", "swedencentral-3"]),
+    ],
+    ids=["primary-alone", "three-regions", "second-account-in-the-primary-region"],
+)
+def test_the_backends_setting_as_arm_renders_it_is_a_pool_the_app_accepts(
+    bicep: dict[str, dict[str, Any]], extra_locations: list[str], labels: list[str]
+) -> None:
+    """Renders AZURE_OPENAI_BACKENDS and the single-deployment settings from the parsed templates for
+    a primary in swedencentral plus extra_locations, and reads them with the app's Settings."""
+    main = bicep["main.bicep"]
+    scope: dict[str, Any] = {
+        "openAiBackendLocations": extra_locations,
+        "openAiAccountLocation": "swedencentral",
+    }
+    regions = _evaluate(main["variables"]["openAiBackendRegions"]["value"], scope)
+    primary_label = _evaluate(main["variables"]["openAiPrimaryLabel"]["value"], scope)
+    scope |= {
+        "openAiBackendRegions": regions,
+        "openAiPrimaryLabel": primary_label,
+        "openAiModelName": "gpt-image-2",
+        "openAiApiStyle": "",
+        "openAiApiVersion": "",
+        "openAiRequestsPerMinute": 6,
+    }
+    for index, region in enumerate(regions):
+        scope[f"openAiPool[{index}].outputs.endpoint"] = f"https://oai-token-{region}.openai.azure.com/"
+        scope[f"openAiPool[{index}].outputs.deploymentName"] = "gpt-image-2"
+    others = _evaluate(main["modules"]["api"]["config"]["params"]["openAiPoolBackends"], scope)
+
+    api = bicep["app/api.bicep"]
+    api_scope = {
+        "openAiEndpoint": "https://oai-token.openai.azure.com/",
+        "openAiDeploymentName": "gpt-image-2",
+        "openAiModelName": "gpt-image-2",
+        "openAiApiStyle": "",
+        "openAiApiVersion": "",
+        "openAiScope": "",
+        "openAiRequestsPerMinute": 6,
+        "openAiLabel": primary_label,
+        "openAiPoolBackends": others,
+        "jobDeadlineSeconds": 3600,
+    }
+    api_scope["openAiPrimaryBackend"] = _evaluate(
+        api["variables"]["openAiPrimaryBackend"]["value"], api_scope
+    )
+    api_scope["openAiBackends"] = _evaluate(api["variables"]["openAiBackends"]["value"], api_scope)
+    always, _ = app_settings(api)
+    names = [name for name in always if name.startswith("AZURE_OPENAI_")] + [ENV_JOB_DEADLINE_SECONDS]
+    env = {name: _evaluate(always[name], api_scope) for name in names}
+    env["AzureWebJobsStorage"] = "UseDevelopmentStorage=true"
+
+    pool_json = json.loads(env[ENV_OPENAI_BACKENDS])
+    assert [set(item) for item in pool_json] == [set(BACKEND_KEYS)] * (1 + len(extra_locations))
+    settings = Settings.from_env(env)
+    assert [b.endpoint for b in settings.backends] == [
+        "https://oai-token.openai.azure.com",
+        *(f"https://oai-token-{region}.openai.azure.com" for region in regions),
+    ]
+    first = settings.backends[0]
+    assert (first.endpoint, first.deployment, first.model) == (
+        settings.openai_endpoint,
+        settings.deployment,
+        settings.model,
+    )
+    assert {(b.rpm, b.priority, b.model, b.api_style) for b in settings.backends} == {
+        (6, 1, "gpt-image-2", ApiStyle.V1)
+    }
+    assert [b.label for b in settings.backends] == labels
+    assert settings.job_deadline_seconds == 3600
+
+
+def test_the_pool_parameters_have_the_documented_defaults(bicep: dict[str, dict[str, Any]]) -> None:
+    params = bicep["main.bicep"]["parameters"]
+    code_defaults = {f.name: f.default for f in dataclasses.fields(Settings)}
+    entry = model_entry(DEFAULT_MODEL)
+    assert entry is not None
+    # One Global Standard unit of gpt-image-2 at the first quota tier (docs/models.md).
+    assert default_of(params["openAiRequestsPerMinute"]) == entry.lifecycle.default_rpm == 6
+    assert default_of(params["openAiDeploymentCapacity"]) == 1
+    assert default_of(params["openAiBackendLocations"]) == []  # the primary alone
+    assert params["openAiBackendLocations"]["type"] == "array"
+    assert _decorator(params["openAiBackendLocations"], "max_length") + 1 == MAX_BACKENDS  # + the primary
+    assert default_of(params["jobDeadlineSeconds"]) == code_defaults["job_deadline_seconds"] == 3600
+    assert _decorator(params["jobDeadlineSeconds"], "max_value") == MAX_JOB_DEADLINE_SECONDS
+    assert _decorator(params["jobDeadlineSeconds"], "min_value") == 5
+    assert _decorator(params["openAiRequestsPerMinute"], "min_value") == 1
+
+    api = bicep["app/api.bicep"]["parameters"]
+    for name in ("openAiRequestsPerMinute", "jobDeadlineSeconds"):
+        assert default_of(api[name]) == default_of(params[name]), name
+        for kind in ("min_value", "max_value"):
+            assert _decorator(api[name], kind) == _decorator(params[name], kind), (name, kind)
+
+    azd = json.loads((INFRA / "main.parameters.json").read_text())["parameters"]
+    assert azd["openAiRequestsPerMinute"]["value"] == "${AZURE_OPENAI_REQUESTS_PER_MINUTE=6}"
+    assert azd["openAiBackendLocations"]["value"] == "${AZURE_OPENAI_BACKEND_LOCATIONS=[]}"
+    assert azd["jobDeadlineSeconds"]["value"] == "${JOB_DEADLINE_SECONDS=3600}"

@@ -62,7 +62,7 @@ def claim(
 
 @pytest.mark.parametrize(
     ("rpm", "capacity", "window"),
-    [(12, 2, 10.5), (6, 1, 10.5), (9, 1, 10.5), (3, 1, 21.0), (600, 100, 10.5), (1, 1, 63.0)],
+    [(12, 2, 11.0), (6, 1, 11.0), (9, 1, 11.0), (3, 1, 21.5), (600, 100, 11.0), (1, 1, 63.5)],
 )
 def test_a_window_is_rpm_over_six_per_ten_seconds_and_never_more_than_the_rpm(
     rpm: int, capacity: int, window: float
@@ -75,7 +75,7 @@ def test_a_burst_on_one_backend_gets_its_window_capacity_then_waits_for_the_wind
     planner, state = Planner([EAST]), PoolState()
     first, second, third = (claim(planner, state, f"job-{i}", T0) for i in range(3))
     assert first == Slot(EAST.id, T0) and second == Slot(EAST.id, T0)
-    assert isinstance(third, Queued) and third.at == pytest.approx(T0 + 10.5) and third.position == 1
+    assert isinstance(third, Queued) and third.at == pytest.approx(T0 + 11.0) and third.position == 1
 
 
 def test_an_n4_request_is_one_request() -> None:
@@ -131,7 +131,7 @@ def test_a_waiting_caller_whose_turn_comes_within_its_wait_gets_the_slot() -> No
     assert isinstance(claim(planner, state, "running", T0), Slot)
     planner.enqueue(state, "queued", Lane.QUEUED, T0)
     plan = claim(planner, state, "caller", T0 + 1, hold=60.0, lane=Lane.WAITING)
-    assert isinstance(plan, Slot) and plan.backend == EAST.id and plan.at == pytest.approx(T0 + 10.5)
+    assert isinstance(plan, Slot) and plan.backend == EAST.id and plan.at == pytest.approx(T0 + 11.0)
 
 
 def test_a_job_that_came_late_for_its_turn_goes_before_those_queued_after_it() -> None:
@@ -142,7 +142,7 @@ def test_a_job_that_came_late_for_its_turn_goes_before_those_queued_after_it() -
     planner.enqueue(state, "third", Lane.QUEUED, T0 + 2)
     second = claim(planner, state, "second", first.at)
     assert isinstance(second, Queued) and second.position == 2
-    assert second.at == pytest.approx(first.at + 10.5)
+    assert second.at == pytest.approx(first.at + 11.0)
     # "first" comes late (its message was slow): it is still before "third".
     came = claim(planner, state, "first", first.at + LATE_SECONDS + 20, hold=0.0)
     assert isinstance(came, Slot)
@@ -162,7 +162,7 @@ def test_a_job_whose_turn_is_past_its_deadline_gets_no_slot_and_leaves_the_line(
     planner, state = Planner([backend("east", rpm=6)]), PoolState()
     claim(planner, state, "running", T0)
     plan = claim(planner, state, "doomed", T0, deadline=T0 + 5)
-    assert isinstance(plan, NoSlot) and plan.earliest == pytest.approx(T0 + 10.5)
+    assert isinstance(plan, NoSlot) and plan.earliest == pytest.approx(T0 + 11.0)
     assert state.waiting == []
 
 
@@ -192,7 +192,7 @@ def test_repeated_429s_lower_the_rate_which_recovers_slowly() -> None:
     planner.throttled(state, EAST.id, 1.0, T0 + 5)
     pacing = state.backends[EAST.id]
     assert pacing.factor == pytest.approx(0.75 * (1.0))
-    assert planner.window(EAST.id, pacing, T0 + 5)[1] == pytest.approx(10.5 / 0.75, rel=0.01)
+    assert planner.window(EAST.id, pacing, T0 + 5)[1] == pytest.approx(11.0 / 0.75, rel=0.01)
     for step in range(20):
         planner.throttled(state, EAST.id, 1.0, T0 + 6 + step)
     assert state.backends[EAST.id].factor == pytest.approx(MIN_RATE_FACTOR, abs=0.01)

@@ -107,7 +107,7 @@ async def test_a_burst_beyond_the_quota_waits_in_the_queue_and_every_job_succeed
 
     assert statuses(world) == ["succeeded"] * 8
     assert models.calls() == {EAST: 8}  # one paid generation per job, no 429 spent
-    assert elapsed == pytest.approx(3 * 10.5, abs=0.5)  # four windows of two
+    assert elapsed == pytest.approx(3 * 11.0, abs=0.5)  # four windows of two
 
 
 async def test_two_instances_spend_one_budget() -> None:
@@ -143,7 +143,7 @@ async def test_a_waiting_post_that_cannot_start_answers_202_with_a_retry_after_f
     assert response.headers["Location"].endswith(f"/images/{job.id}")
     assert job.estimated_start is not None
     wait = (job.estimated_start - world.clock.now()).total_seconds()
-    assert wait == pytest.approx(10.5, abs=0.1)
+    assert wait == pytest.approx(11.0, abs=0.1)
     assert response.headers["Retry-After"] == "11"
 
 

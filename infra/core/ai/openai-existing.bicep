@@ -8,3 +8,4 @@ resource account 'Microsoft.CognitiveServices/accounts@2024-10-01' existing = {
 
 output name string = account.name
 output endpoint string = account.properties.endpoint
+output location string = account.location

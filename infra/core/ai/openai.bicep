@@ -61,4 +61,5 @@ resource deployment 'Microsoft.CognitiveServices/accounts/deployments@2024-10-01
 
 output name string = account.name
 output endpoint string = account.properties.endpoint
+output location string = account.location
 output deploymentName string = deployment.name
