@@ -38,7 +38,8 @@ class Pacer:
         self._store = store
         self._container = container
         self._clock = clock
-        self._lock = asyncio.Lock()  # one change at a time per instance: no races with ourselves
+        self._pending: list[tuple[Callable[[PoolState], Any], asyncio.Future[Any]]] = []
+        self._flusher: asyncio.Future[None] | None = None  # one write out at a time per instance
         self._seen: tuple[dict[str, Any], str | None] | None = None  # (document, ETag) last read or written
 
     async def _load(self) -> tuple[dict[str, Any], str | None]:
@@ -51,31 +52,54 @@ class Pacer:
             return {}, None
 
     async def _change(self, change: Callable[[PoolState], T]) -> T:
-        async with self._lock:
-            for _ in range(MAX_CONFLICTS):
-                if self._seen is None:
-                    self._seen = await self._load()
-                document, etag = self._seen
-                state = PoolState.from_json(document)
-                result = change(state)
-                written = state.to_json()
-                if self._store is None:
-                    self._seen = (written, None)
-                    return result
-                try:
-                    if etag is None:
-                        new_etag = await self._store.create_json(self._container, PACING_BLOB, written)
-                    else:
-                        new_etag = await self._store.replace_json(
-                            self._container, PACING_BLOB, written, etag=etag
-                        )
-                except (BlobChanged, BlobAlreadyExists, BlobNotFound):
-                    # Another instance wrote first (or the state was deleted): read it, compute again.
-                    self._seen = None
-                    await asyncio.sleep(0)
-                    continue
-                self._seen = (written, new_etag)
-                return result
+        """Apply `change` to the shared state. Changes asked for while a write is out go together
+        in the next one (a group commit): a burst of jobs costs a few writes, not one each."""
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._pending.append((change, future))
+        if self._flusher is None or self._flusher.done():
+            self._flusher = asyncio.ensure_future(self._flush())
+        result: T = await future
+        return result
+
+    async def _flush(self) -> None:
+        while self._pending:
+            batch, self._pending = self._pending, []
+            try:
+                results = await self._commit([change for change, _ in batch])
+            except StorageError as error:
+                for _, future in batch:
+                    if not future.done():
+                        future.set_exception(error)
+                continue
+            for (_, future), result in zip(batch, results, strict=True):
+                if not future.done():
+                    future.set_result(result)
+
+    async def _commit(self, changes: list[Callable[[PoolState], Any]]) -> list[Any]:
+        for _ in range(MAX_CONFLICTS):
+            if self._seen is None:
+                self._seen = await self._load()
+            document, etag = self._seen
+            state = PoolState.from_json(document)
+            results = [change(state) for change in changes]
+            written = state.to_json()
+            if self._store is None:
+                self._seen = (written, None)
+                return results
+            try:
+                if etag is None:
+                    new_etag = await self._store.create_json(self._container, PACING_BLOB, written)
+                else:
+                    new_etag = await self._store.replace_json(
+                        self._container, PACING_BLOB, written, etag=etag
+                    )
+            except (BlobChanged, BlobAlreadyExists, BlobNotFound):
+                # Another instance wrote first (or the state was deleted): read it, compute again.
+                self._seen = None
+                await asyncio.sleep(0)
+                continue
+            self._seen = (written, new_etag)
+            return results
         raise StorageError("the pacing state is too contended to change; try again")
 
     async def enqueue(self, job_id: str, lane: Lane) -> Queued:
@@ -116,7 +140,5 @@ class Pacer:
 
     async def describe(self) -> list[dict[str, Any]]:
         """Each backend's state as the pool's document says now (a fresh read)."""
-        async with self._lock:
-            self._seen = await self._load()
-            state = PoolState.from_json(self._seen[0])
-        return self.planner.describe(state, self._clock())
+        document, _ = await self._load()
+        return self.planner.describe(PoolState.from_json(document), self._clock())

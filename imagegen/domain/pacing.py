@@ -162,6 +162,14 @@ class NoSlot:
 Plan = Slot | Queued | NoSlot
 
 
+def _fits(starts: list[float], start: float, capacity: int, window: float) -> float:
+    """The first moment from `start` at which one more request keeps every window of `window`
+    seconds within `capacity` requests, given the earlier `starts` (sorted)."""
+    if len(starts) < capacity:
+        return start
+    return max(start, starts[-capacity] + window)
+
+
 def window_of(backend: Backend) -> tuple[int, float]:
     """(capacity, window seconds) at the full rate: RPM/6 requests per 10 s, at least one, and never
     more than the RPM over a minute (a 3 RPM deployment takes one request per 20 s)."""
@@ -212,10 +220,7 @@ class Planner:
         if not self.pacing:
             return start
         capacity, window = self.window(backend_id, pacing, now)
-        recent = [t for t in starts if t > start - window]
-        if len(recent) < capacity:
-            return start
-        return max(start, recent[-capacity] + window)
+        return _fits(starts, start, capacity, window)
 
     # --- the pool --------------------------------------------------------------------------------
 
@@ -232,15 +237,23 @@ class Planner:
 
     def _play_out(self, state: PoolState, count: int, now: float) -> list[tuple[float, str]]:
         """The next `count` starts across the pool, earliest first (ties: the preferred backend)."""
-        starts = {backend_id: list(self._state(state, backend_id).starts) for backend_id in self.backends}
+        lanes = []
+        for backend_id in self.backends:
+            pacing = self._state(state, backend_id)
+            capacity, window = self.window(backend_id, pacing, now)
+            if not self.pacing:
+                capacity, window = 1, 0.0
+            lanes.append(
+                (backend_id, list(pacing.starts), self.available_from(pacing, now), capacity, window)
+            )
         planned: list[tuple[float, str]] = []
         for _ in range(count):
-            at, _priority, backend_id = min(
-                (self._earliest(b, self._state(state, b), starts[b], now), self.backends[b].priority, b)
-                for b in self.backends
+            at, _priority, index = min(
+                (_fits(starts, start, capacity, window), self.backends[b].priority, i)
+                for i, (b, starts, start, capacity, window) in enumerate(lanes)
             )
-            starts[backend_id].append(at)
-            planned.append((at, backend_id))
+            lanes[index][1].append(at)
+            planned.append((at, lanes[index][0]))
         return planned
 
     def _choose(self, state: PoolState, now: float, hold: float) -> Slot:

@@ -6,6 +6,7 @@ Time is the fake clock; a delayed message appears when the test advances it (tes
 
 from __future__ import annotations
 
+import asyncio
 import json
 from datetime import timedelta
 
@@ -377,3 +378,19 @@ async def test_a_failing_backend_beside_a_busy_healthy_one_sends_the_job_to_the_
     await run_until_done(world, worker)
     assert world.record(job.id)["status"] == "succeeded"
     assert models.calls()[WEST] == 3 and models.calls()[EAST] == 2
+
+
+async def test_a_burst_on_one_instance_shares_pacing_writes() -> None:
+    """Changes asked for while a write is out go together in the next one (a group commit)."""
+    world = pool(("east", 12))
+    models = Models(world)
+    api = models.instance("api")
+    writes_before = world.blobs.calls["replace_json"] + world.blobs.calls["create_json"]
+    submissions = [await submission(api, f"job {i}") for i in range(20)]
+    jobs = await asyncio.gather(*(api.submit_async(one) for one in submissions))
+    job_writes = 20  # each job record is created once
+    pacing_writes = (
+        world.blobs.calls["replace_json"] + world.blobs.calls["create_json"] - writes_before - job_writes
+    )
+    assert 1 <= pacing_writes <= 5
+    assert sorted(job.queue_position or 0 for job in jobs) == list(range(1, 21))  # one line, no gaps
