@@ -66,10 +66,15 @@ class Pacer:
             batch, self._pending = self._pending, []
             try:
                 results = await self._commit([change for change, _ in batch])
-            except StorageError as error:
+            except Exception as error:  # noqa: BLE001 - every waiting caller gets the failure, none hangs
+                failure = (
+                    error
+                    if isinstance(error, StorageError)
+                    else StorageError("the pacing state is unreadable")
+                )
                 for _, future in batch:
                     if not future.done():
-                        future.set_exception(error)
+                        future.set_exception(failure)
                 continue
             for (_, future), result in zip(batch, results, strict=True):
                 if not future.done():

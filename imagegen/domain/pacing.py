@@ -43,6 +43,7 @@ OPEN_SECONDS = 30.0
 MAX_OPEN_SECONDS = 600.0
 FAILURE_BACKOFF_SECONDS = (0.5, 1.0, 2.0)
 DEFAULT_RETRY_AFTER_SECONDS = 10.0
+MAX_RETRY_AFTER_SECONDS = 300.0
 PREFERENCE_SECONDS = 3.0  # a less preferred backend is used when the preferred ones are further off
 
 
@@ -132,7 +133,7 @@ class PoolState:
                     for job, lane, since, eta in document.get("waiting", [])
                 ],
             )
-        except (TypeError, ValueError, AttributeError):
+        except (TypeError, ValueError, AttributeError, OverflowError):
             return cls()
 
 
@@ -328,6 +329,8 @@ class Planner:
             return
         pacing = self._state(state, backend_id)
         wait = retry_after if retry_after is not None and math.isfinite(retry_after) else None
+        if wait is not None:
+            wait = min(wait, MAX_RETRY_AFTER_SECONDS)  # a hostile or broken answer cools no longer
         pacing.cool_until = max(pacing.cool_until, now + (wait or DEFAULT_RETRY_AFTER_SECONDS))
         factor = self.rate_factor(pacing, now)
         repeated = pacing.last_throttle is not None and now - pacing.last_throttle < REPEATED_THROTTLE_SECONDS
